@@ -1,0 +1,41 @@
+"""btk engine: strategies, signals, backtests, events, statistics (``import engine as bk``).
+
+The public names of spec/API.md, and nothing of the console: this package never
+imports a UI module (a test proves it).
+"""
+
+from .config import GlobalConfig, get_config, reset_config, set_config
+from .context import get_date, get_mode
+from .events import (
+    drain_events, listen_backtest_progress, listen_done_backtest, listen_done_backtest_once, listen_done_live,
+    listen_done_live_once, listen_done_walker, listen_done_walker_once, listen_error, listen_exit,
+    listen_partial_loss, listen_partial_loss_once, listen_partial_profit, listen_partial_profit_once,
+    listen_performance, listen_risk, listen_risk_once, listen_signal, listen_signal_backtest,
+    listen_signal_backtest_once, listen_signal_live, listen_signal_live_once, listen_signal_once,
+    listen_validation, listen_walker, listen_walker_complete, listen_walker_once, listen_walker_progress,
+)
+from .exchange.checks import CandleDataError
+from .exchange.client import ExchangeError
+from .functions import format_price, format_quantity, get_average_price, get_candles
+from .log import set_logger
+from .pnl import to_profit_loss
+from .registry import (
+    ExchangeCallbacks, FrameCallbacks, RiskCallbacks, SizingCallbacks, StrategyCallbacks, WalkerCallbacks,
+    add_exchange, add_frame, add_risk, add_sizing, add_strategy, add_walker, clear_registry, list_exchanges,
+    list_frames, list_risks, list_sizings, list_strategies, list_walkers, validate,
+)
+from .risk import RiskCheckArgs, RiskPosition
+from .runners.backtest import Backtest
+from .signal import SignalValidationError
+from .sizing import PositionSize
+from .stats import BacktestStatistics, backtest_statistics
+from .types import (
+    BacktestProgressEvent, Candle, Candles, DoneEvent, ErrorEvent, PartialEvent, PerformanceEvent, PnL,
+    RiskEvent, SignalDto, SignalRow, TickActive, TickCancelled, TickClosed, TickIdle, TickOpened, TickResult,
+    TickScheduled,
+)
+
+__all__ = [name for name in dir() if not name.startswith("_") and name not in {
+    "config", "context", "events", "exchange", "functions", "log", "pnl", "registry", "risk", "runners",
+    "signal", "sizing", "stats", "types", "feed", "interval", "fastpath", "partial", "persist", "report",
+    "strategy"}]

@@ -1,0 +1,108 @@
+"""Execution and method contexts (contextvars) and the clocks behind ``when``.
+
+Every engine call into strategy code runs inside an execution context
+``(symbol, when, backtest)`` and a method context ``(strategy_name,
+exchange_name, frame_name)``. ``when`` comes from an injected clock: frames in
+a backtest, the wall clock (aligned down to the minute) live, a fake in tests.
+Strategy code never reads the wall clock; it calls ``get_date()``.
+"""
+
+from __future__ import annotations
+
+import time
+from contextvars import ContextVar
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from .interval import MINUTE_MS, align, to_datetime
+
+if TYPE_CHECKING:
+    from .feed import CandleFeed
+
+
+class Clock:
+    """A clock the engine moves: backtests set ``now`` frame by frame; tests set it by hand."""
+
+    __slots__ = ("now",)
+
+    def __init__(self, now: int = 0):
+        self.now = now
+
+
+class WallClock(Clock):
+    """Live time: the wall clock aligned down to the minute."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(0)
+
+    def read(self) -> int:
+        self.now = align(int(time.time() * 1000), MINUTE_MS)
+        return self.now
+
+
+class ExecutionContext:
+    """Where and when strategy code runs. ``when`` is read from the clock, so a
+    backtest moves one context object through its frames without rebuilding it."""
+
+    __slots__ = ("symbol", "backtest", "clock", "feed")
+
+    def __init__(self, symbol: str, backtest: bool, clock: Clock, feed: CandleFeed):
+        self.symbol = symbol
+        self.backtest = backtest
+        self.clock = clock
+        self.feed = feed
+
+    @property
+    def when(self) -> int:
+        return self.clock.now
+
+
+class MethodContext(msgspec.Struct, frozen=True):
+    strategy_name: str
+    exchange_name: str
+    frame_name: str = ""
+
+
+execution_context: ContextVar[ExecutionContext | None] = ContextVar("btk_execution", default=None)
+method_context: ContextVar[MethodContext | None] = ContextVar("btk_method", default=None)
+
+
+def current_execution(fn_name: str) -> ExecutionContext:
+    ctx = execution_context.get()
+    if ctx is None:
+        raise RuntimeError(
+            f"bk.{fn_name}() is only valid inside a strategy's get_signal or a callback "
+            "while the engine runs it (no execution context is active)"
+        )
+    return ctx
+
+
+class running:
+    """Enter both contexts for one call into strategy code (cheap: two ContextVar sets)."""
+
+    __slots__ = ("_exec", "_method", "_t1", "_t2")
+
+    def __init__(self, execution: ExecutionContext, method: MethodContext):
+        self._exec = execution
+        self._method = method
+
+    def __enter__(self) -> None:
+        self._t1 = execution_context.set(self._exec)
+        self._t2 = method_context.set(self._method)
+
+    def __exit__(self, *exc: Any) -> None:
+        method_context.reset(self._t2)
+        execution_context.reset(self._t1)
+
+
+def get_date() -> datetime:
+    """The engine's "now" as an aware UTC datetime (frame time in a backtest)."""
+    return to_datetime(current_execution("get_date").clock.now)
+
+
+def get_mode() -> str:
+    return "backtest" if current_execution("get_mode").backtest else "live"

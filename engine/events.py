@@ -1,0 +1,237 @@
+"""The event bus and every ``listen_*`` function.
+
+One bus of named channels. Each listener sees its events one at a time, in
+order: a sync handler (or an async one that finishes without suspending) runs
+inline when the event is emitted; once an async handler suspends, later events
+for that listener wait in its own queue, drained by one task. A listener's
+exception goes to ``listen_error`` and never stops the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .log import get_logger
+from .types import ErrorEvent
+
+Handler = Callable[[Any], Any]
+Unsubscribe = Callable[[], None]
+
+
+class _Resume:
+    """Continue a coroutine that was started by hand and suspended on ``yielded``."""
+
+    __slots__ = ("coro", "yielded")
+
+    def __init__(self, coro: Any, yielded: Any):
+        self.coro, self.yielded = coro, yielded
+
+    def __await__(self):
+        coro, yielded = self.coro, self.yielded
+        while True:
+            try:
+                value = yield yielded
+            except BaseException as exc:  # cancellation or a failed future: pass it in
+                try:
+                    yielded = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    yielded = coro.send(value)
+                except StopIteration as stop:
+                    return stop.value
+
+
+def start_coroutine(coro: Any) -> tuple[bool, Any]:
+    """Run ``coro`` until it first suspends. ``(True, result)`` when it finished
+    synchronously, else ``(False, awaitable)`` continuing it. Exceptions propagate."""
+    try:
+        yielded = coro.send(None)
+    except StopIteration as stop:
+        return True, stop.value
+    return False, _Resume(coro, yielded)
+
+
+class _Listener:
+    __slots__ = ("bus", "channel", "fn", "predicate", "once", "pending", "busy", "closed")
+
+    def __init__(self, bus: EventBus, channel: Channel, fn: Handler,
+                 predicate: Callable[[Any], bool] | None, once: bool):
+        self.bus, self.channel, self.fn = bus, channel, fn
+        self.predicate, self.once = predicate, once
+        self.pending: deque[Any] = deque()
+        self.busy = False
+        self.closed = False
+
+    def deliver(self, payload: Any) -> None:
+        if self.closed:
+            return
+        if self.predicate is not None:
+            try:
+                if not self.predicate(payload):
+                    return
+            except Exception as exc:
+                self.bus.report(exc, where=f"{self.channel.name} filter")
+                return
+        if self.once:
+            self.unsubscribe()
+        if self.busy:
+            self.pending.append(payload)
+            return
+        self._call(payload)
+
+    def _call(self, payload: Any) -> None:
+        try:
+            result = self.fn(payload)
+            if inspect.iscoroutine(result):
+                done, rest = start_coroutine(result)
+                if not done:
+                    self.busy = True
+                    self.bus.spawn(self._drain(rest))
+        except Exception as exc:
+            self.bus.report(exc, where=f"{self.channel.name} listener", from_channel=self.channel)
+
+    async def _drain(self, first: Any) -> None:
+        try:
+            await first
+        except Exception as exc:
+            self.bus.report(exc, where=f"{self.channel.name} listener", from_channel=self.channel)
+        while self.pending:
+            payload = self.pending.popleft()
+            try:
+                result = self.fn(payload)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                self.bus.report(exc, where=f"{self.channel.name} listener", from_channel=self.channel)
+        self.busy = False
+
+    def unsubscribe(self) -> None:
+        self.closed = True
+        try:
+            self.channel.listeners.remove(self)
+        except ValueError:
+            pass
+
+
+class Channel:
+    __slots__ = ("name", "listeners", "bus")
+
+    def __init__(self, bus: EventBus, name: str):
+        self.bus, self.name = bus, name
+        self.listeners: list[_Listener] = []
+
+    def emit(self, payload: Any) -> None:
+        for listener in tuple(self.listeners):
+            listener.deliver(payload)
+
+    def subscribe(self, fn: Handler, predicate: Callable[[Any], bool] | None = None,
+                  once: bool = False) -> Unsubscribe:
+        if not callable(fn):
+            raise TypeError(f"listen: {fn!r} is not callable")
+        if predicate is not None and not callable(predicate):
+            raise TypeError(f"listen: filter {predicate!r} is not callable")
+        listener = _Listener(self.bus, self, fn, predicate, once)
+        self.listeners.append(listener)
+        return listener.unsubscribe
+
+
+CHANNELS = (
+    "signal", "signal_live", "signal_backtest",
+    "done_backtest", "done_live", "done_walker",
+    "backtest_progress", "walker", "walker_progress", "walker_complete",
+    "partial_profit", "partial_loss", "risk", "validation", "error", "exit", "performance",
+)
+
+
+class EventBus:
+    def __init__(self) -> None:
+        for name in CHANNELS:
+            setattr(self, name, Channel(self, name))
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name="btk-listener")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def report(self, exc: BaseException, *, where: str = "", from_channel: Channel | None = None,
+               **context: Any) -> ErrorEvent:
+        """Send ``exc`` to ``listen_error`` (logged too if nobody listens)."""
+        event = ErrorEvent(error=exc, where=where, **context)
+        error: Channel = self.error  # type: ignore[attr-defined]
+        if from_channel is error or not error.listeners:
+            # An error listener that raises is logged, never re-reported (no loops).
+            get_logger().error("btk: %s", event, exc_info=exc)
+            return event
+        error.emit(event)
+        return event
+
+    async def drain(self) -> None:
+        """Wait until every listener has handled every event emitted so far."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+bus = EventBus()
+
+
+def _listen(channel: str) -> Callable[[Handler], Unsubscribe]:
+    def listen(fn: Handler) -> Unsubscribe:
+        return getattr(bus, channel).subscribe(fn)
+    listen.__name__ = f"listen_{channel}"
+    listen.__doc__ = f"Call ``fn`` with every ``{channel}`` event; returns an unsubscribe function."
+    return listen
+
+
+def _listen_once(channel: str) -> Callable[[Callable[[Any], bool], Handler], Unsubscribe]:
+    def listen_once(filter_fn: Callable[[Any], bool], fn: Handler) -> Unsubscribe:
+        return getattr(bus, channel).subscribe(fn, filter_fn, once=True)
+    listen_once.__name__ = f"listen_{channel}_once"
+    listen_once.__doc__ = f"Call ``fn`` once, with the first ``{channel}`` event ``filter_fn`` accepts."
+    return listen_once
+
+
+listen_signal = _listen("signal")
+listen_signal_once = _listen_once("signal")
+listen_signal_live = _listen("signal_live")
+listen_signal_live_once = _listen_once("signal_live")
+listen_signal_backtest = _listen("signal_backtest")
+listen_signal_backtest_once = _listen_once("signal_backtest")
+listen_done_backtest = _listen("done_backtest")
+listen_done_backtest_once = _listen_once("done_backtest")
+listen_done_live = _listen("done_live")
+listen_done_live_once = _listen_once("done_live")
+listen_done_walker = _listen("done_walker")
+listen_done_walker_once = _listen_once("done_walker")
+listen_backtest_progress = _listen("backtest_progress")
+listen_walker = _listen("walker")
+listen_walker_once = _listen_once("walker")
+listen_walker_progress = _listen("walker_progress")
+listen_walker_complete = _listen("walker_complete")
+listen_partial_profit = _listen("partial_profit")
+listen_partial_profit_once = _listen_once("partial_profit")
+listen_partial_loss = _listen("partial_loss")
+listen_partial_loss_once = _listen_once("partial_loss")
+listen_risk = _listen("risk")
+listen_risk_once = _listen_once("risk")
+listen_validation = _listen("validation")
+listen_error = _listen("error")
+listen_exit = _listen("exit")
+listen_performance = _listen("performance")
+
+
+async def drain_events() -> None:
+    """Wait until every listener has handled every event emitted so far."""
+    await bus.drain()
+
+
+def clear_listeners() -> None:
+    """Drop every subscription (tests, reloading a workspace)."""
+    for name in CHANNELS:
+        getattr(bus, name).listeners.clear()

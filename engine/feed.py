@@ -1,0 +1,166 @@
+"""Where strategy code and the engine get candles and the current price.
+
+``get_candles(symbol, interval, limit)`` at time ``when`` returns exactly the
+``limit`` candles covering ``[aligned - limit*step, aligned)`` with
+``aligned = floor(when/step)*step``: the candle opening at ``aligned`` is still
+forming and is never returned.
+
+``ExchangeFeed`` asks the adapter every time (live). ``SeriesFeed`` (backtest)
+serves requests from series loaded once through the same checked client, so a
+frame's candles are fetched and checked once, then sliced as views; anything
+outside them falls back to the adapter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import get_config
+from .exchange.checks import check_anomaly, no_window_can_be_anomalous
+from .exchange.client import ExchangeClient
+from .exchange.vwap import rolling_vwap, vwap
+from .interval import MINUTE_MS, align, interval_ms, iso
+from .types import Candles
+
+
+class ExchangeFeed:
+    """Every request goes to the exchange adapter (through its checks)."""
+
+    def __init__(self, client: ExchangeClient):
+        self.client = client
+
+    async def candles(self, symbol: str, interval: str, limit: int, when: int) -> Candles:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+            raise ValueError(f"get_candles: limit must be a positive integer, got {limit!r}")
+        step = interval_ms(interval)
+        since = align(when, step) - limit * step
+        return await self.client.fetch(symbol, interval, since, limit)
+
+    def price_now(self, symbol: str, when: int) -> float | None:
+        """The current price without awaiting, when the feed has it at hand (else None)."""
+        return None
+
+    async def average_price(self, symbol: str, when: int) -> float:
+        c = await self.candles(symbol, "1m", get_config().CC_AVG_PRICE_CANDLES_COUNT, when)
+        return vwap(c.high, c.low, c.close, c.volume)
+
+    async def last_candle(self, symbol: str, when: int) -> tuple[float, float]:
+        """(high, low) of the newest closed 1m candle ("touch" trigger)."""
+        c = await self.candles(symbol, "1m", 1, when)
+        return float(c.high[0]), float(c.low[0])
+
+
+class Series:
+    """Contiguous, checked candles of one symbol and interval, as read-only columns."""
+
+    __slots__ = ("symbol", "interval", "step", "t0", "candles", "ts", "high", "low", "close", "volume",
+                 "anomaly_free", "vwap", "vwap_n")
+
+    def __init__(self, symbol: str, interval: str, candles: Candles):
+        self.symbol, self.interval = symbol, interval
+        self.step = interval_ms(interval)
+        self.candles = candles
+        self.ts, _, self.high, self.low, self.close, self.volume = candles.columns()
+        self.t0 = int(self.ts[0])
+        config = get_config()
+        lo = min(float(candles.open.min()), float(self.low.min()))
+        hi = max(float(candles.open.max()), float(self.high.max()))
+        self.anomaly_free = no_window_can_be_anomalous(lo, hi, config)
+        self.vwap_n = config.CC_AVG_PRICE_CANDLES_COUNT
+        self.vwap = rolling_vwap(self.high, self.low, self.close, self.volume, self.vwap_n) \
+            if interval == "1m" else None
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    @property
+    def end(self) -> int:
+        """Open time one step past the last candle."""
+        return self.t0 + len(self.ts) * self.step
+
+    def index(self, ts: int) -> int:
+        return (ts - self.t0) // self.step
+
+
+class SeriesFeed(ExchangeFeed):
+    """Backtest feed: checked series loaded once; requests they cover are views."""
+
+    def __init__(self, client: ExchangeClient, horizon_end: int):
+        super().__init__(client)
+        self.series: dict[tuple[str, str], Series] = {}
+        # Later-interval series are loaded up to here (the frame's end + one candle).
+        self.horizon_end = horizon_end
+
+    async def load(self, symbol: str, interval: str, since: int, until: int) -> Series:
+        """Fetch ``[since, until)`` once, checked, and keep it."""
+        step = interval_ms(interval)
+        count = (until - since) // step
+        candles = await self.client.fetch(symbol, interval, since, count)
+        series = Series(symbol, interval, candles)
+        self.series[(symbol, interval)] = series
+        return series
+
+    async def candles(self, symbol: str, interval: str, limit: int, when: int) -> Candles:
+        series = self.series.get((symbol, interval))
+        if series is not None and type(limit) is int and limit > 0:
+            i = (when - when % series.step - series.t0) // series.step
+            a = i - limit
+            if a >= 0 and i <= len(series.ts):
+                window = Candles(*series.candles.columns(), a, i)
+                if not series.anomaly_free:
+                    self._check_anomaly(window, series, limit)
+                return window
+        return await self._miss(symbol, interval, limit, when, series)
+
+    async def _miss(self, symbol: str, interval: str, limit: int, when: int, series: Series | None) -> Candles:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+            raise ValueError(f"get_candles: limit must be a positive integer, got {limit!r}")
+        step = interval_ms(interval)
+        since = align(when, step) - limit * step
+        until = align(when, step)
+        if series is not None:
+            # Grow the series to cover the request (one fetch), keeping what is loaded.
+            lo, hi = min(since, series.t0), max(until, series.end)
+            parts = []
+            if lo < series.t0:
+                parts.append(await self.client.fetch(symbol, interval, lo, (series.t0 - lo) // step))
+            parts.append(series.candles)
+            if hi > series.end:
+                parts.append(await self.client.fetch(symbol, interval, series.end, (hi - series.end) // step))
+            grown = Series(symbol, interval, Candles.concat(parts))
+            self.series[(symbol, interval)] = grown
+            return await self.candles(symbol, interval, limit, when)
+        # First request at this interval: load it through the horizon in one go; if the
+        # exchange cannot serve that much, answer this request alone.
+        until_horizon = max(until, align(self.horizon_end, step))
+        try:
+            await self.load(symbol, interval, since, until_horizon)
+        except Exception:
+            return await super().candles(symbol, interval, limit, when)
+        return await self.candles(symbol, interval, limit, when)
+
+    @staticmethod
+    def _check_anomaly(window: Candles, series: Series, limit: int) -> None:
+        ohlc = np.stack((window.open, window.high, window.low, window.close))
+        check_anomaly(ohlc, window.timestamp, config=get_config(),
+                      where=f"{series.symbol} {series.interval} from {iso(int(window.timestamp[0]))} (limit {limit})")
+
+    def minute_series(self, symbol: str) -> Series | None:
+        return self.series.get((symbol, "1m"))
+
+    def price_now(self, symbol: str, when: int) -> float | None:
+        series = self.series.get((symbol, "1m"))
+        if series is None:
+            return None
+        i = (when - when % MINUTE_MS - series.t0) // MINUTE_MS
+        if i - series.vwap_n < 0 or i > len(series.ts):
+            return None
+        if not series.anomaly_free:
+            return None
+        return float(series.vwap[i - 1])
+
+    async def average_price(self, symbol: str, when: int) -> float:
+        price = self.price_now(symbol, when)
+        if price is not None:
+            return price
+        return await super().average_price(symbol, when)

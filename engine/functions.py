@@ -1,0 +1,35 @@
+"""In-strategy functions: valid inside ``get_signal`` and callbacks while the engine runs them."""
+
+from __future__ import annotations
+
+from .context import current_execution, method_context
+from .exchange.client import ExchangeClient
+from .registry import get_exchange
+from .types import Candles
+
+
+async def get_candles(symbol: str, interval: str, limit: int) -> Candles:
+    """The ``limit`` closed candles before "now" (the forming candle is never returned)."""
+    ctx = current_execution("get_candles")
+    return await ctx.feed.candles(symbol, interval, limit, ctx.clock.now)
+
+
+async def get_average_price(symbol: str) -> float:
+    """VWAP of the last ``CC_AVG_PRICE_CANDLES_COUNT`` closed 1m candles."""
+    ctx = current_execution("get_average_price")
+    return await ctx.feed.average_price(symbol, ctx.clock.now)
+
+
+def _client(fn_name: str) -> ExchangeClient:
+    current_execution(fn_name)
+    method = method_context.get()
+    assert method is not None
+    return ExchangeClient(get_exchange(method.exchange_name))
+
+
+async def format_price(symbol: str, price: float) -> str:
+    return await _client("format_price").format_price(symbol, price)
+
+
+async def format_quantity(symbol: str, quantity: float) -> str:
+    return await _client("format_quantity").format_quantity(symbol, quantity)

@@ -1,0 +1,1 @@
+"""Runners: ``Backtest`` (frames over history); live and walker runners join them."""

@@ -1,0 +1,77 @@
+"""Signal validation (SEMANTICS.md section 3.1): every problem in one message."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .config import GlobalConfig
+from .types import SignalDto, is_finite_number
+
+
+class SignalValidationError(ValueError):
+    """A signal was dropped; ``problems`` lists every rule it broke."""
+
+    def __init__(self, strategy_name: str, symbol: str, problems: list[str]):
+        self.problems = problems
+        listed = "\n".join(f"  {i}. {p}" for i, p in enumerate(problems, 1))
+        super().__init__(f"signal of {strategy_name} on {symbol} rejected: {len(problems)} problem(s):\n{listed}")
+
+
+def signal_problems(dto: Any, *, current_price: float, scheduled: bool, config: GlobalConfig) -> list[str]:
+    """Every rule ``dto`` breaks. ``scheduled``: the entry waits for ``price_open``;
+    otherwise it opens now (market or immediate) and must not close at once."""
+    if not isinstance(dto, SignalDto):
+        return [f"get_signal must return a SignalDto or None, got {type(dto).__name__}"]
+    p: list[str] = []
+    if dto.position not in ("long", "short"):
+        p.append(f"position must be 'long' or 'short', got {dto.position!r}")
+    prices = {"price_take_profit": dto.price_take_profit, "price_stop_loss": dto.price_stop_loss,
+              "price_open": dto.price_open if dto.price_open is not None else current_price}
+    for name, v in prices.items():
+        if not is_finite_number(v):
+            p.append(f"{name} must be a finite number, got {v!r}")
+        elif v <= 0:
+            p.append(f"{name} must be > 0, got {v!r}")
+    if not is_finite_number(current_price) or current_price <= 0:
+        p.append(f"current price must be a finite number > 0, got {current_price!r}")
+    met = dto.minute_estimated_time
+    lifetime = config.CC_MAX_SIGNAL_LIFETIME_MINUTES
+    if met is not None:
+        if isinstance(met, bool) or not isinstance(met, (int, float)):
+            p.append(f"minute_estimated_time must be a positive integer, got {met!r}")
+        elif math.isinf(met) and met > 0:
+            if not math.isinf(lifetime):
+                p.append(f"minute_estimated_time may be infinite only when CC_MAX_SIGNAL_LIFETIME_MINUTES is (it is {lifetime:g})")
+        elif not (math.isfinite(met) and float(met).is_integer() and met > 0):
+            p.append(f"minute_estimated_time must be a positive integer, got {met!r}")
+        elif met > lifetime:
+            p.append(f"minute_estimated_time {met:g} exceeds CC_MAX_SIGNAL_LIFETIME_MINUTES {lifetime:g}")
+    if p:
+        return p
+
+    tp, sl, open_ = dto.price_take_profit, dto.price_stop_loss, prices["price_open"]
+    long = dto.position == "long"
+    if long and not (tp > open_ > sl):
+        p.append(f"long needs price_take_profit > price_open > price_stop_loss, got TP {tp:g}, open {open_:g}, SL {sl:g}")
+    if not long and not (sl > open_ > tp):
+        p.append(f"short needs price_stop_loss > price_open > price_take_profit, got SL {sl:g}, open {open_:g}, TP {tp:g}")
+    if not scheduled:
+        if long and not (sl < current_price < tp):
+            p.append(f"long would close at once: current price {current_price:g} is not between "
+                     f"SL {sl:g} and TP {tp:g}")
+        if not long and not (tp < current_price < sl):
+            p.append(f"short would close at once: current price {current_price:g} is not between "
+                     f"TP {tp:g} and SL {sl:g}")
+    tp_dist = abs(tp - open_) / open_ * 100.0
+    sl_dist = abs(open_ - sl) / open_ * 100.0
+    if config.CC_MIN_TAKEPROFIT_DISTANCE_PERCENT > 0 and tp_dist < config.CC_MIN_TAKEPROFIT_DISTANCE_PERCENT:
+        p.append(f"take-profit is {tp_dist:.4g}% from the entry, below CC_MIN_TAKEPROFIT_DISTANCE_PERCENT "
+                 f"{config.CC_MIN_TAKEPROFIT_DISTANCE_PERCENT:g}% (it cannot cover fees and slippage)")
+    if config.CC_MIN_STOPLOSS_DISTANCE_PERCENT > 0 and sl_dist < config.CC_MIN_STOPLOSS_DISTANCE_PERCENT:
+        p.append(f"stop-loss is {sl_dist:.4g}% from the entry, below CC_MIN_STOPLOSS_DISTANCE_PERCENT "
+                 f"{config.CC_MIN_STOPLOSS_DISTANCE_PERCENT:g}%")
+    if config.CC_MAX_STOPLOSS_DISTANCE_PERCENT > 0 and sl_dist > config.CC_MAX_STOPLOSS_DISTANCE_PERCENT:
+        p.append(f"stop-loss is {sl_dist:.4g}% from the entry, beyond CC_MAX_STOPLOSS_DISTANCE_PERCENT "
+                 f"{config.CC_MAX_STOPLOSS_DISTANCE_PERCENT:g}%")
+    return p

@@ -1,0 +1,416 @@
+"""The tick state machine: one ``ClientStrategy`` per symbol x strategy (SEMANTICS.md 3-5).
+
+``tick()`` runs one step at the clock's time: a scheduled signal waits for its
+price (timeout, SL cancel, activation), an open one is watched (time, TP, SL),
+an idle one asks ``get_signal`` (throttled, with a timeout), validates it and
+checks risk. In a backtest, ``backtest_open`` / ``backtest_scheduled`` resolve
+the signal at once over the loaded candles (``fastpath``) and emit the same
+events, in the same order, that ticking candle by candle would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from .config import GlobalConfig, get_config
+from .context import Clock, ExecutionContext, MethodContext, running
+from .events import bus, start_coroutine
+from .fastpath import active_extremes, milestone_crossings, resolve_open, resolve_scheduled
+from .feed import ExchangeFeed, Series
+from .interval import MINUTE_MS, interval_ms, to_datetime
+from .partial import PartialTracker
+from .pnl import pnl_percentage, progress, to_profit_loss
+from .registry import StrategySchema
+from .risk import ClientRisk, Rejection, risk_for
+from .signal import SignalValidationError, signal_problems
+from .types import (PartialEvent, RiskEvent, SignalDto, SignalRow, TickActive, TickCancelled, TickClosed,
+                    TickIdle, TickOpened, TickResult, TickScheduled)
+
+replace = msgspec.structs.replace
+
+
+class GetSignalTimeout(TimeoutError):
+    pass
+
+
+# Returned for idle ticks nobody observes: building a TickIdle per frame costs time for nothing.
+UNOBSERVED_IDLE = TickIdle("", "", "", "", math.nan, True, 0)
+
+
+class ClientStrategy:
+    def __init__(self, schema: StrategySchema, *, symbol: str, exchange_name: str, frame_name: str,
+                 feed: ExchangeFeed, clock: Clock, backtest: bool,
+                 on_state_change: Callable[[str, SignalRow | None], None] | None = None,
+                 partial: PartialTracker | None = None):
+        self.schema = schema
+        self.callbacks = schema.callbacks
+        self.symbol, self.exchange_name, self.frame_name = symbol, exchange_name, frame_name
+        self.strategy_name = schema.strategy_name
+        self.backtest = backtest
+        self.feed, self.clock = feed, clock
+        self.execution = ExecutionContext(symbol, backtest, clock, feed)
+        self.method = MethodContext(schema.strategy_name, exchange_name, frame_name)
+        self.interval_ms = interval_ms(schema.interval)
+        self.risks: list[ClientRisk] = [risk_for(name) for name in schema.risk_names]
+        self.partial = partial or PartialTracker()
+        self.pending: SignalRow | None = None
+        self.scheduled: SignalRow | None = None
+        self.last_slot: int | None = None
+        self.stopped = False
+        self.on_state_change = on_state_change  # persistence hook (live): called before events
+        self._signal_channel = bus.signal_backtest if backtest else bus.signal_live  # type: ignore[attr-defined]
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _observed_idle(self) -> bool:
+        return bool(self.callbacks.on_tick or self.callbacks.on_idle or bus.signal.listeners  # type: ignore[attr-defined]
+                    or self._signal_channel.listeners)
+
+    def _base(self, price: float, when: int) -> tuple[Any, ...]:
+        return (self.symbol, self.strategy_name, self.exchange_name, self.frame_name, price, self.backtest, when)
+
+    async def _callback(self, name: str, *args: Any) -> None:
+        fn = getattr(self.callbacks, name)
+        if fn is None:
+            return
+        with running(self.execution, self.method):
+            try:
+                result = fn(*args)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                self._report(exc, where=f"callback {name}")
+
+    def _report(self, exc: BaseException, where: str) -> None:
+        bus.report(exc, where=where, symbol=self.symbol, strategy_name=self.strategy_name,
+                   exchange_name=self.exchange_name, frame_name=self.frame_name, backtest=self.backtest)
+
+    async def _emit(self, result: TickResult) -> TickResult:
+        if self.callbacks.on_tick is not None:
+            await self._callback("on_tick", self.symbol, result, self.backtest)
+        bus.signal.emit(result)  # type: ignore[attr-defined]
+        self._signal_channel.emit(result)
+        return result
+
+    def _set_pending(self, row: SignalRow | None) -> None:
+        self.pending = row
+        if self.on_state_change is not None:
+            self.on_state_change("signal", row)
+
+    def _set_scheduled(self, row: SignalRow | None) -> None:
+        self.scheduled = row
+        if self.on_state_change is not None:
+            self.on_state_change("schedule", row)
+
+    async def _write(self, row: SignalRow | None) -> None:
+        if self.callbacks.on_write is not None:
+            await self._callback("on_write", self.symbol, row, self.backtest)
+
+    async def _idle(self, when: int, price: float) -> TickResult:
+        if not self._observed_idle():
+            return UNOBSERVED_IDLE
+        if self.callbacks.on_idle is not None:
+            await self._callback("on_idle", self.symbol, price, self.backtest)
+        return await self._emit(TickIdle(*self._base(price, when)))
+
+    async def current_price(self, when: int) -> float:
+        price = self.feed.price_now(self.symbol, when)
+        if price is None:
+            price = await self.feed.average_price(self.symbol, when)
+        return price
+
+    def stop(self) -> None:
+        """No new signals from now on; an open position is still watched until it closes."""
+        self.stopped = True
+
+    # --- the tick ---------------------------------------------------------------------------
+
+    async def tick(self) -> TickResult:
+        when = self.clock.now
+        price = self.feed.price_now(self.symbol, when)
+        if price is None:
+            price = await self.feed.average_price(self.symbol, when)
+        if self.scheduled is not None:
+            return await self._tick_scheduled(when, price)
+        if self.pending is not None:
+            return await self._tick_pending(when, price)
+        if self.stopped:
+            return await self._idle(when, price)
+        slot = when // self.interval_ms
+        if slot == self.last_slot:
+            return await self._idle(when, price)
+        previous_slot, self.last_slot = self.last_slot, slot
+        dto = await self._get_signal(when)
+        if dto is None or self.stopped:
+            return await self._idle(when, price)
+        return await self._accept(dto, when, price, previous_slot)
+
+    async def _get_signal(self, when: int) -> Any:
+        config = get_config()
+        with running(self.execution, self.method):
+            try:
+                result = self.schema.get_signal(self.symbol, to_datetime(when))
+                if inspect.iscoroutine(result):
+                    done, result = start_coroutine(result)
+                    if not done:
+                        try:
+                            async with asyncio.timeout(config.CC_MAX_SIGNAL_GENERATION_SECONDS):
+                                result = await result
+                        except TimeoutError:
+                            raise GetSignalTimeout(
+                                f"get_signal of {self.strategy_name} on {self.symbol} timed out after "
+                                f"{config.CC_MAX_SIGNAL_GENERATION_SECONDS:g} s") from None
+                elif inspect.isawaitable(result):
+                    async with asyncio.timeout(config.CC_MAX_SIGNAL_GENERATION_SECONDS):
+                        result = await result
+                return result
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._report(exc, where="get_signal")
+                return None
+
+    async def _accept(self, dto: Any, when: int, price: float, previous_slot: int | None) -> TickResult:
+        config = get_config()
+        scheduled = isinstance(dto, SignalDto) and dto.price_open is not None and not _reached(
+            dto.position, price, dto.price_open)
+        problems = signal_problems(dto, current_price=price, scheduled=scheduled, config=config)
+        if problems:
+            self._report(SignalValidationError(self.strategy_name, self.symbol, problems), where="signal validation")
+            return await self._idle(when, price)
+        row = SignalRow(
+            id=dto.id or uuid.uuid4().hex, position=dto.position,
+            price_open=float(dto.price_open if dto.price_open is not None else price),
+            price_take_profit=float(dto.price_take_profit), price_stop_loss=float(dto.price_stop_loss),
+            minute_estimated_time=_minutes(dto.minute_estimated_time, config),
+            symbol=self.symbol, strategy_name=self.strategy_name, exchange_name=self.exchange_name,
+            frame_name=self.frame_name, scheduled_at=when, pending_at=None if scheduled else when, note=dto.note,
+        )
+        if await self._risk_rejects(row, price, when):
+            self.last_slot = previous_slot  # a rejected signal does not consume its slot
+            return await self._idle(when, price)
+        if scheduled:
+            self._set_scheduled(row)
+            await self._write(row)
+            await self._callback("on_schedule", self.symbol, row, price, self.backtest)
+            return await self._emit(TickScheduled(*self._base(price, when), signal=row))
+        return await self._open(row, when, price)
+
+    async def _open(self, row: SignalRow, when: int, price: float) -> TickOpened:
+        for risk in self.risks:
+            risk.add(row, strategy_name=self.strategy_name, exchange_name=self.exchange_name,
+                     symbol=self.symbol, when=when)
+        self._set_pending(row)
+        await self._write(row)
+        await self._callback("on_open", self.symbol, row, price, self.backtest)
+        return await self._emit(TickOpened(*self._base(price, when), signal=row))  # type: ignore[return-value]
+
+    async def _risk_rejects(self, row: SignalRow, price: float, when: int) -> bool:
+        if not self.risks:
+            return False
+        args = {"symbol": self.symbol, "signal": row, "strategy_name": self.strategy_name,
+                "exchange_name": self.exchange_name, "current_price": price, "timestamp": when}
+        for risk in self.risks:
+            rejection = await risk.check(args)
+            if rejection is not None:
+                self._emit_rejection(rejection, risk, row, price, when)
+                return True
+        return False
+
+    def _emit_rejection(self, rejection: Rejection, risk: ClientRisk, row: SignalRow, price: float, when: int) -> None:
+        if rejection.error is not None:
+            bus.validation.emit(rejection.error)  # type: ignore[attr-defined]
+        bus.risk.emit(RiskEvent(  # type: ignore[attr-defined]
+            symbol=self.symbol, strategy_name=self.strategy_name, risk_name=rejection.risk_name, signal=row,
+            current_price=price, active_position_count=len(risk.positions), rejection_id=rejection.id,
+            rejection_note=rejection.note, backtest=self.backtest, timestamp=when, exchange_name=self.exchange_name))
+
+    # --- scheduled ---------------------------------------------------------------------------
+
+    async def _tick_scheduled(self, when: int, price: float) -> TickResult:
+        s = self.scheduled
+        assert s is not None
+        config = get_config()
+        if self.stopped:
+            return await self._cancel(s, "user", when, price)
+        if when - s.scheduled_at >= config.CC_SCHEDULE_AWAIT_MINUTES * MINUTE_MS:
+            return await self._cancel(s, "timeout", when, price)
+        reach = price
+        if config.CC_PRICE_TRIGGER == "touch":
+            high, low = await self.feed.last_candle(self.symbol, when)
+            reach = low if s.position == "long" else high
+        if _beyond_stop(s.position, reach, s.price_stop_loss):
+            return await self._cancel(s, "price_reject", when, price)
+        if _reached(s.position, reach, s.price_open):
+            return await self._activate(s, when, price)
+        return await self._emit(TickActive(*self._base(price, when), signal=s, percent_tp=0.0, percent_sl=0.0))
+
+    async def _activate(self, s: SignalRow, when: int, price: float, pending_at: int | None = None) -> TickResult:
+        if await self._risk_rejects(s, price, when):
+            return await self._cancel(s, "risk", when, price)
+        self._set_scheduled(None)
+        return await self._open(replace(s, pending_at=when if pending_at is None else pending_at), when, price)
+
+    async def _cancel(self, s: SignalRow, reason: str, when: int, price: float) -> TickCancelled:
+        self._set_scheduled(None)
+        await self._write(None)
+        await self._callback("on_cancel", self.symbol, s, price, self.backtest)
+        return await self._emit(TickCancelled(*self._base(price, when), signal=s, reason=reason,  # type: ignore[return-value]
+                                              close_timestamp=when))
+
+    # --- open ------------------------------------------------------------------------------
+
+    async def _tick_pending(self, when: int, price: float) -> TickResult:
+        s = self.pending
+        assert s is not None
+        config = get_config()
+        assert s.pending_at is not None
+        if when - s.pending_at >= s.minute_estimated_time * MINUTE_MS:
+            return await self._close(s, "time_expired", price, when, price)
+        long = s.position == "long"
+        if config.CC_PRICE_TRIGGER == "touch":
+            high, low = await self.feed.last_candle(self.symbol, when)
+            stop_hit = low <= s.price_stop_loss if long else high >= s.price_stop_loss
+            take_hit = high >= s.price_take_profit if long else low <= s.price_take_profit
+            if stop_hit:  # "touch": SL first on the same candle
+                return await self._close(s, "stop_loss", s.price_stop_loss, when, price)
+            if take_hit:
+                return await self._close(s, "take_profit", s.price_take_profit, when, price)
+        else:
+            if (price >= s.price_take_profit) if long else (price <= s.price_take_profit):
+                return await self._close(s, "take_profit", s.price_take_profit, when, price)
+            if _beyond_stop(s.position, price, s.price_stop_loss):
+                return await self._close(s, "stop_loss", s.price_stop_loss, when, price)
+        # Still open: peak/trough, milestones, callbacks.
+        pnl = pnl_percentage(s.position, s.price_open, price)
+        if pnl > 0 and (s.peak_pnl is None or pnl > s.peak_pnl):
+            s = replace(s, peak_pnl=pnl)
+        elif pnl < 0 and (s.trough_pnl is None or pnl < s.trough_pnl):
+            s = replace(s, trough_pnl=pnl)
+        if s is not self.pending:
+            self.pending = s  # peak/trough are not persisted per tick; they are derivable facts
+        percent_tp, percent_sl = progress(s.position, s.price_open, s.price_take_profit, s.price_stop_loss, price)
+        await self._milestones(s, percent_tp, percent_sl, price, when)
+        await self._callback("on_active", self.symbol, s, price, self.backtest)
+        return await self._emit(TickActive(*self._base(price, when), signal=s,
+                                           percent_tp=percent_tp, percent_sl=percent_sl))
+
+    async def _milestones(self, s: SignalRow, percent_tp: float, percent_sl: float, price: float, when: int) -> None:
+        if percent_tp > 0:
+            for level in self.partial.reach(s.id, "profit", percent_tp):
+                self._emit_partial("profit", s, level, percent_tp, price, when)
+            await self._callback("on_partial_profit", self.symbol, s, price, percent_tp, self.backtest)
+        elif percent_sl > 0:
+            for level in self.partial.reach(s.id, "loss", percent_sl):
+                self._emit_partial("loss", s, level, percent_sl, price, when)
+            await self._callback("on_partial_loss", self.symbol, s, price, percent_sl, self.backtest)
+
+    def _emit_partial(self, kind: str, s: SignalRow, level: int, percent: float, price: float, when: int) -> None:
+        channel = bus.partial_profit if kind == "profit" else bus.partial_loss  # type: ignore[attr-defined]
+        if channel.listeners:
+            channel.emit(PartialEvent(symbol=self.symbol, strategy_name=self.strategy_name, signal=s, level=level,
+                                      percent=percent, current_price=price, backtest=self.backtest, timestamp=when,
+                                      exchange_name=self.exchange_name, frame_name=self.frame_name))
+
+    async def _close(self, s: SignalRow, reason: str, price_close: float, when: int, price: float) -> TickClosed:
+        pnl = to_profit_loss(s, price_close)
+        self.partial.clear(s.id)
+        for risk in self.risks:
+            risk.remove(strategy_name=self.strategy_name, exchange_name=self.exchange_name, symbol=self.symbol)
+        self._set_pending(None)
+        await self._write(None)
+        await self._callback("on_close", self.symbol, s, price_close, self.backtest)
+        return await self._emit(TickClosed(*self._base(price, when), signal=s, close_reason=reason,  # type: ignore[return-value]
+                                           close_timestamp=when, pnl=pnl))
+
+    # --- backtest fast path -----------------------------------------------------------------
+
+    async def backtest_open(self, series: Series, end_ms: int) -> TickClosed:
+        """Resolve the open signal over the loaded candles; emits milestones, then ``closed``."""
+        s = self.pending
+        assert s is not None and s.pending_at is not None
+        config = get_config()
+        first = series.index(s.pending_at)
+        outcome = resolve_open(series, first, position=s.position, take_profit=s.price_take_profit,
+                               stop_loss=s.price_stop_loss, pending_at=s.pending_at,
+                               minutes=s.minute_estimated_time, end_ms=end_ms, trigger=config.CC_PRICE_TRIGGER)
+        j = outcome.index
+        extremes = active_extremes(series, first, j)
+        if extremes is not None:
+            lo, hi = extremes
+            best, worst = (hi, lo) if s.position == "long" else (lo, hi)
+            peak, trough = pnl_percentage(s.position, s.price_open, best), pnl_percentage(s.position, s.price_open, worst)
+            s = replace(s, peak_pnl=peak if peak > 0 else None, trough_pnl=trough if trough < 0 else None)
+            self.pending = s
+            await self._replay_active(series, s, first, j)
+        when = int(series.ts[j])
+        self.clock.now = when
+        price = float(series.vwap[j])
+        close_price = {"take_profit": s.price_take_profit, "stop_loss": s.price_stop_loss}.get(outcome.reason, price)
+        return await self._close(s, outcome.reason, close_price, when, price)
+
+    async def _replay_active(self, series: Series, s: SignalRow, first: int, stop: int) -> None:
+        """Milestone events (and per-candle callbacks, if the strategy has any) for the active candles."""
+        cb = self.callbacks
+        per_candle = cb.on_active or cb.on_partial_profit or cb.on_partial_loss
+        listening = bus.partial_profit.listeners or bus.partial_loss.listeners  # type: ignore[attr-defined]
+        if not per_candle and not listening:
+            return
+        crossings = milestone_crossings(series, first, stop, position=s.position, price_open=s.price_open,
+                                        take_profit=s.price_take_profit, stop_loss=s.price_stop_loss)
+        if not per_candle:
+            for j, kind, level, percent in crossings:
+                self._emit_partial(kind, s, level, percent, float(series.vwap[j]), int(series.ts[j]))
+            return
+        by_candle: dict[int, list[tuple[str, int, float]]] = {}
+        for j, kind, level, percent in crossings:
+            by_candle.setdefault(j, []).append((kind, level, percent))
+        for j in range(first, stop):
+            when, price = int(series.ts[j]), float(series.vwap[j])
+            self.clock.now = when
+            for kind, level, percent in by_candle.get(j, ()):
+                self._emit_partial(kind, s, level, percent, price, when)
+            percent_tp, percent_sl = progress(s.position, s.price_open, s.price_take_profit, s.price_stop_loss, price)
+            if percent_tp > 0:
+                await self._callback("on_partial_profit", self.symbol, s, price, percent_tp, self.backtest)
+            elif percent_sl > 0:
+                await self._callback("on_partial_loss", self.symbol, s, price, percent_sl, self.backtest)
+            await self._callback("on_active", self.symbol, s, price, self.backtest)
+
+    async def backtest_scheduled(self, series: Series, end_ms: int) -> TickResult:
+        """Resolve the scheduled signal: ``cancelled``, or ``opened`` (then call ``backtest_open``)."""
+        s = self.scheduled
+        assert s is not None
+        config = get_config()
+        outcome = resolve_scheduled(series, series.index(s.scheduled_at), position=s.position,
+                                    price_open=s.price_open, stop_loss=s.price_stop_loss,
+                                    scheduled_at=s.scheduled_at, await_minutes=config.CC_SCHEDULE_AWAIT_MINUTES,
+                                    end_ms=end_ms, trigger=config.CC_PRICE_TRIGGER)
+        when = int(series.ts[outcome.index])
+        self.clock.now = when
+        price = float(series.vwap[outcome.index])
+        if outcome.outcome != "activate":
+            return await self._cancel(s, outcome.outcome, when, price)
+        # [port] the position opens on the next candle.
+        return await self._activate(s, when, price, pending_at=when + MINUTE_MS)
+
+
+def _reached(position: str, price: float, price_open: float) -> bool:
+    return price <= price_open if position == "long" else price >= price_open
+
+
+def _beyond_stop(position: str, price: float, stop_loss: float) -> bool:
+    return price <= stop_loss if position == "long" else price >= stop_loss
+
+
+def _minutes(value: float | None, config: GlobalConfig) -> float:
+    if value is None:
+        return config.CC_MAX_SIGNAL_LIFETIME_MINUTES
+    return value if math.isinf(value) else int(value)

@@ -1,0 +1,361 @@
+"""Domain values and event payloads (msgspec Structs; frozen where they are facts).
+
+Every timestamp here is an int of milliseconds since the Unix epoch, UTC.
+Tick results are a tagged union on ``action`` (``r.action`` reads the tag).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar, Literal, Union, overload
+
+import msgspec
+import numpy as np
+
+Position = Literal["long", "short"]
+CloseReason = Literal["take_profit", "stop_loss", "time_expired"]
+CancelReason = Literal["timeout", "price_reject", "risk", "user"]
+
+
+class Candle(msgspec.Struct, frozen=True):
+    """One OHLCV candle; ``timestamp`` is its open time."""
+
+    timestamp: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    if a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a
+
+
+class Candles(Sequence[Candle]):
+    """A batch of candles stored as columns.
+
+    A sequence of :class:`Candle` (len, index, iterate) whose columns are
+    read-only numpy arrays: ``.timestamp .open .high .low .close .volume``.
+    Slicing a batch gives views, never copies; no per-candle object is built
+    unless you index or iterate.
+    """
+
+    __slots__ = ("_ts", "_o", "_h", "_l", "_c", "_v", "_a", "_b")
+
+    def __init__(self, ts: np.ndarray, o: np.ndarray, h: np.ndarray, l: np.ndarray,
+                 c: np.ndarray, v: np.ndarray, start: int = 0, stop: int | None = None):
+        # Internal constructor: columns must be equal-length, int64/float64 and read-only.
+        self._ts, self._o, self._h, self._l, self._c, self._v = ts, o, h, l, c, v
+        self._a = start
+        self._b = len(ts) if stop is None else stop
+
+    @classmethod
+    def from_arrays(cls, timestamp: Any, open: Any, high: Any, low: Any, close: Any, volume: Any) -> Candles:
+        """Columns (array-likes of equal length) -> Candles. Timestamps are epoch ms."""
+        ts = np.asarray(timestamp)
+        if ts.dtype.kind == "f":
+            if not np.all(np.isfinite(ts)) or np.any(ts != np.floor(ts)):
+                raise ValueError("Candles.from_arrays: timestamps must be whole milliseconds")
+        elif ts.dtype.kind not in "iu" and len(ts):
+            raise ValueError(f"Candles.from_arrays: timestamps must be integers, got dtype {ts.dtype}")
+        cols = [np.ascontiguousarray(ts, dtype=np.int64)]
+        for name, col in zip(_COLUMNS[1:], (open, high, low, close, volume)):
+            arr = np.asarray(col)
+            if arr.dtype.kind not in "iuf" and len(arr):
+                raise ValueError(f"Candles.from_arrays: column {name} must be numeric, got dtype {arr.dtype}")
+            cols.append(np.ascontiguousarray(arr, dtype=np.float64))
+        n = len(cols[0])
+        bad = [name for name, col in zip(_COLUMNS, cols) if col.ndim != 1 or len(col) != n]
+        if bad:
+            raise ValueError(f"Candles.from_arrays: column(s) {', '.join(bad)} are not 1-D of length {n}")
+        return cls(*(_readonly(c) for c in cols))
+
+    @classmethod
+    def from_candles(cls, candles: Sequence[Any]) -> Candles:
+        """A list of Candle (or ``[ts, o, h, l, c, v]`` rows, or dicts) -> Candles."""
+        if isinstance(candles, Candles):
+            return candles
+        rows = []
+        for i, c in enumerate(candles):
+            if isinstance(c, Candle):
+                rows.append((c.timestamp, c.open, c.high, c.low, c.close, c.volume))
+            elif isinstance(c, dict):
+                try:
+                    rows.append(tuple(c[k] for k in _COLUMNS))
+                except KeyError as e:
+                    raise ValueError(f"candle #{i} has no field {e.args[0]!r}") from None
+            elif isinstance(c, (list, tuple)) and len(c) >= 6:
+                rows.append(tuple(c[:6]))
+            else:
+                raise ValueError(f"candle #{i} is not a Candle, a dict or a 6-item row: {c!r}")
+        if not rows:
+            return EMPTY_CANDLES
+        try:
+            cols = list(zip(*rows))
+            ts = np.array(cols[0], dtype=np.float64)
+            return cls.from_arrays(ts, *cols[1:])
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"candles are not numeric: {e}") from None
+
+    def __len__(self) -> int:
+        return self._b - self._a
+
+    @overload
+    def __getitem__(self, i: int) -> Candle: ...
+    @overload
+    def __getitem__(self, i: slice) -> Candles: ...
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            start, stop, step = i.indices(len(self))
+            if step != 1:
+                raise ValueError("Candles slices must be contiguous (step 1)")
+            return Candles(self._ts, self._o, self._h, self._l, self._c, self._v,
+                           self._a + start, self._a + max(start, stop))
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("candle index out of range")
+        j = self._a + i
+        return Candle(int(self._ts[j]), float(self._o[j]), float(self._h[j]),
+                      float(self._l[j]), float(self._c[j]), float(self._v[j]))
+
+    def __iter__(self) -> Iterator[Candle]:
+        a, b = self._a, self._b
+        for row in zip(self._ts[a:b].tolist(), self._o[a:b].tolist(), self._h[a:b].tolist(),
+                       self._l[a:b].tolist(), self._c[a:b].tolist(), self._v[a:b].tolist()):
+            yield Candle(*row)
+
+    def __repr__(self) -> str:
+        if not len(self):
+            return "Candles([])"
+        return f"Candles(n={len(self)}, first={int(self.timestamp[0])}, last={int(self.timestamp[-1])})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Candles) or len(other) != len(self):
+            return NotImplemented if not isinstance(other, Candles) else False
+        return all(np.array_equal(getattr(self, n), getattr(other, n)) for n in _COLUMNS)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def timestamp(self) -> np.ndarray:
+        return self._ts[self._a:self._b]
+
+    @property
+    def open(self) -> np.ndarray:
+        return self._o[self._a:self._b]
+
+    @property
+    def high(self) -> np.ndarray:
+        return self._h[self._a:self._b]
+
+    @property
+    def low(self) -> np.ndarray:
+        return self._l[self._a:self._b]
+
+    @property
+    def close(self) -> np.ndarray:
+        return self._c[self._a:self._b]
+
+    @property
+    def volume(self) -> np.ndarray:
+        return self._v[self._a:self._b]
+
+    def columns(self) -> tuple[np.ndarray, ...]:
+        """The six columns (views), in ``timestamp, open, high, low, close, volume`` order."""
+        a, b = self._a, self._b
+        return (self._ts[a:b], self._o[a:b], self._h[a:b], self._l[a:b], self._c[a:b], self._v[a:b])
+
+    @staticmethod
+    def concat(parts: Sequence[Candles]) -> Candles:
+        if len(parts) == 1:
+            return parts[0]
+        cols = [np.concatenate([p.columns()[k] for p in parts]) for k in range(6)]
+        return Candles(*(_readonly(c) for c in cols))
+
+
+EMPTY_CANDLES = Candles(*(_readonly(np.empty(0, dtype=np.int64 if k == 0 else np.float64)) for k in range(6)))
+
+
+class SignalDto(msgspec.Struct, frozen=True):
+    """What a strategy's ``get_signal`` returns. Omit ``price_open`` for a market entry."""
+
+    position: Position
+    price_take_profit: float
+    price_stop_loss: float
+    minute_estimated_time: float | None = None
+    price_open: float | None = None
+    note: str = ""
+    id: str | None = None
+
+
+class SignalRow(msgspec.Struct, frozen=True):
+    """A signal made concrete by the engine.
+
+    ``pending_at`` is ``None`` while a scheduled signal waits for its price;
+    ``peak_pnl`` / ``trough_pnl`` are the best / worst unrealised PnL percent
+    seen while open (``None`` if never in profit / loss).
+    """
+
+    id: str
+    position: Position
+    price_open: float
+    price_take_profit: float
+    price_stop_loss: float
+    minute_estimated_time: float = 43200
+    symbol: str = ""
+    strategy_name: str = ""
+    exchange_name: str = ""
+    frame_name: str = ""
+    scheduled_at: int = 0
+    pending_at: int | None = None
+    note: str = ""
+    peak_pnl: float | None = None
+    trough_pnl: float | None = None
+
+
+class PnL(msgspec.Struct, frozen=True):
+    pnl_percentage: float
+    price_open: float
+    price_close: float
+
+
+class _Tick(msgspec.Struct, frozen=True, tag_field="action"):
+    symbol: str
+    strategy_name: str
+    exchange_name: str
+    frame_name: str
+    current_price: float
+    backtest: bool
+    created_at: int
+
+
+class TickIdle(_Tick, frozen=True, tag="idle"):
+    action: ClassVar[str] = "idle"
+
+
+class TickScheduled(_Tick, frozen=True, tag="scheduled"):
+    signal: SignalRow
+    action: ClassVar[str] = "scheduled"
+
+
+class TickOpened(_Tick, frozen=True, tag="opened"):
+    signal: SignalRow
+    action: ClassVar[str] = "opened"
+
+
+class TickActive(_Tick, frozen=True, tag="active"):
+    signal: SignalRow
+    percent_tp: float
+    percent_sl: float
+    action: ClassVar[str] = "active"
+
+
+class TickClosed(_Tick, frozen=True, tag="closed"):
+    signal: SignalRow
+    close_reason: CloseReason
+    close_timestamp: int
+    pnl: PnL
+    action: ClassVar[str] = "closed"
+
+
+class TickCancelled(_Tick, frozen=True, tag="cancelled"):
+    signal: SignalRow
+    reason: CancelReason
+    close_timestamp: int
+    action: ClassVar[str] = "cancelled"
+
+
+TickResult = Union[TickIdle, TickScheduled, TickOpened, TickActive, TickClosed, TickCancelled]
+
+
+# --- event payloads (past-tense facts) -------------------------------------------------
+
+class DoneEvent(msgspec.Struct, frozen=True):
+    symbol: str
+    strategy_name: str
+    exchange_name: str
+    frame_name: str
+    backtest: bool
+
+
+class BacktestProgressEvent(msgspec.Struct, frozen=True):
+    symbol: str
+    strategy_name: str
+    exchange_name: str
+    frame_name: str
+    processed_frames: int
+    total_frames: int
+    progress: float
+
+
+class PartialEvent(msgspec.Struct, frozen=True):
+    """A profit or loss milestone (10, 20, ... 100 % of the way to TP or SL) was reached."""
+
+    symbol: str
+    strategy_name: str
+    signal: SignalRow
+    level: int
+    percent: float
+    current_price: float
+    backtest: bool
+    timestamp: int
+    exchange_name: str = ""
+    frame_name: str = ""
+
+
+class RiskEvent(msgspec.Struct, frozen=True):
+    """A signal was rejected by a risk profile."""
+
+    symbol: str
+    strategy_name: str
+    risk_name: str
+    signal: SignalRow
+    current_price: float
+    active_position_count: int
+    rejection_id: str | None
+    rejection_note: str
+    backtest: bool
+    timestamp: int
+    exchange_name: str = ""
+
+
+class ErrorEvent(msgspec.Struct, frozen=True):
+    """An error was reported; the engine went on (``listen_error``) or the run ended (``listen_exit``)."""
+
+    error: Any
+    symbol: str = ""
+    strategy_name: str = ""
+    exchange_name: str = ""
+    frame_name: str = ""
+    backtest: bool | None = None
+    where: str = ""
+
+    def __str__(self) -> str:  # what a log line or a status bar shows
+        ctx = " ".join(x for x in (self.symbol, self.strategy_name) if x)
+        return f"{self.where + ': ' if self.where else ''}{ctx + ': ' if ctx else ''}{self.error}"
+
+
+class PerformanceEvent(msgspec.Struct, frozen=True):
+    """How long one piece of engine work took (``listen_performance``)."""
+
+    metric: str
+    duration_ms: float
+    symbol: str
+    strategy_name: str
+    exchange_name: str
+    backtest: bool
+    timestamp: int
+
+
+def is_finite_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
