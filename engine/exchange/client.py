@@ -59,6 +59,8 @@ class ExchangeClient:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if getattr(exc, "permanent", False):
+                    raise  # e.g. the store has no such candles: retrying cannot help
                 last = exc
                 if attempt < attempts:
                     get_logger().warning("btk: %s get_candles %s %s attempt %d/%d failed: %s",

@@ -1,0 +1,237 @@
+"""The ``btk`` command line.
+
+Exit status 0 on success, 2 on bad arguments, 1 on a failed run; the reason
+is one line on stderr. ``--json`` prints one JSON document on stdout and
+nothing else there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+import engine as bk
+from engine.interval import MINUTE_MS, interval_ms, iso, to_ms
+from engine.store import (CandleFileError, connect, default_store_path, import_candles, read_candle_file,
+                          series_summary, summaries)
+
+from .progress import ProgressBar
+from .workspace import WorkspaceError, open_workspace
+
+# Default frame over stored data: skip a day of warm-up (indicator history), and stop one
+# minute before the last candle, which closes any position still open (time_expired).
+DEFAULT_WARMUP_MINUTES = 1440
+
+
+class UsageError(Exception):
+    """Bad arguments: exit status 2."""
+
+
+def _parse_time(text: str, flag: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: expected an ISO date or time such as 2023-03-05 or 2023-03-05T12:00") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="btk", description="Terminal trading console and backtest engine.")
+    parser.add_argument("--store", type=Path, default=None, help="candle store (default $BTK_HOME/btk.sqlite3)")
+    parser.add_argument("--load", action="append", default=[], metavar="FILE",
+                        help="a Python file that registers strategies, frames, risks (repeatable)")
+    sub = parser.add_subparsers(dest="command")
+
+    bt = sub.add_parser("backtest", help="backtest a strategy on stored candles")
+    bt.add_argument("strategy")
+    bt.add_argument("--symbol", default="BTCUSDT")
+    bt.add_argument("--exchange", default="bundled")
+    bt.add_argument("--frame", help="a registered frame (see --load)")
+    bt.add_argument("--from", dest="start", help="frame start, ISO date/time, UTC unless given")
+    bt.add_argument("--to", dest="end", help="frame end, ISO date/time, UTC unless given")
+    bt.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    bt.add_argument("--report", type=Path, help="write the markdown report to this file")
+
+    data = sub.add_parser("data", help="the candle store")
+    data_sub = data.add_subparsers(dest="data_command")
+    imp = data_sub.add_parser("import", help="import a timestamp_ms,open,high,low,close,volume CSV (.gz ok)")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--exchange", required=True)
+    imp.add_argument("--symbol", required=True)
+    imp.add_argument("--interval", default="1m")
+    data_sub.add_parser("list", help="what is stored: symbol, interval, first, last, rows, gaps")
+
+    sub.add_parser("strategies", help="list the registered strategies")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if args.command == "data" and args.data_command is None:
+        parser.parse_args(["data", "--help"])
+    try:
+        return asyncio.run(_dispatch(args))
+    except UsageError as e:
+        print(f"btk: {e}", file=sys.stderr)
+        return 2
+    except (WorkspaceError, CandleFileError) as e:
+        print(f"btk: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("btk: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        print(f"btk: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
+async def _dispatch(args: argparse.Namespace) -> int:
+    store = args.store or default_store_path()
+    if args.command == "data" and args.data_command == "import":
+        return await _data_import(args, store)
+    await open_workspace(store, args.load)
+    if args.command == "data":
+        return await _data_list(store)
+    if args.command == "strategies":
+        for s in bk.list_strategies():
+            print(f"{s.strategy_name:20} {s.interval:>4}  {s.note}")
+        return 0
+    return await _backtest(args, store)
+
+
+async def _data_import(args: argparse.Namespace, store: Path) -> int:
+    try:
+        interval_ms(args.interval)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if not args.symbol.strip() or not args.exchange.strip():
+        raise UsageError("--symbol and --exchange must not be empty")
+    candles = read_candle_file(args.file, interval=args.interval)
+    await open_workspace(store)  # seed first, so the bundled data never lands on top of user data
+    db = await connect(store)
+    try:
+        result = await import_candles(db, args.exchange, args.symbol, args.interval, candles)
+    finally:
+        await db.close()
+    print(f"imported {result.inserted} of {result.rows_read} candles into {args.exchange} {args.symbol} "
+          f"{args.interval} ({result.already_stored} already stored"
+          f"{f', {result.conflicts} differing from the stored values, which were kept' if result.conflicts else ''})")
+    return 0
+
+
+async def _data_list(store: Path) -> int:
+    db = await connect(store)
+    try:
+        rows = await summaries(db)
+    finally:
+        await db.close()
+    print(f"{'exchange':12} {'symbol':10} {'interval':8} {'first':18} {'last':18} {'rows':>9} {'gaps':>6}")
+    for s in rows:
+        print(f"{s.exchange:12} {s.symbol:10} {s.interval:8} {iso(s.first):18} {iso(s.last):18} "
+              f"{s.rows:>9,} {s.gaps:>6,}")
+    return 0
+
+
+async def _frame_for(args: argparse.Namespace, store: Path) -> str:
+    if args.frame:
+        if args.start or args.end:
+            raise UsageError("give --frame or --from/--to, not both")
+        if args.frame not in {f.frame_name for f in bk.list_frames()}:
+            raise UsageError(f"unknown frame {args.frame!r} (known: "
+                             f"{', '.join(f.frame_name for f in bk.list_frames()) or 'none; register one with --load'})")
+        return args.frame
+    db = await connect(store)
+    try:
+        stored = await series_summary(db, args.exchange, args.symbol, "1m")
+    finally:
+        await db.close()
+    if stored is None and not (args.start and args.end):
+        raise UsageError(f"no 1m candles of {args.symbol} on exchange {args.exchange} "
+                         "(see `btk data list`; give --from and --to for other exchanges)")
+    start = to_ms(_parse_time(args.start, "--from")) if args.start else stored.first + DEFAULT_WARMUP_MINUTES * MINUTE_MS
+    end = to_ms(_parse_time(args.end, "--to")) if args.end else stored.last - MINUTE_MS
+    if start > end:
+        raise UsageError(f"the frame is empty: start {iso(start)} is after end {iso(end)}")
+    name = f"{args.symbol}:{iso(start)}..{iso(end)}"
+    if name not in {f.frame_name for f in bk.list_frames()}:
+        bk.add_frame(name, start=start, end=end, note="from the command line")
+    return name
+
+
+async def _backtest(args: argparse.Namespace, store: Path) -> int:
+    known = {s.strategy_name for s in bk.list_strategies()}
+    if args.strategy not in known:
+        raise UsageError(f"unknown strategy {args.strategy!r} (known: {', '.join(sorted(known))})")
+    if args.exchange not in {e.exchange_name for e in bk.list_exchanges()}:
+        raise UsageError(f"unknown exchange {args.exchange!r} (known: "
+                         f"{', '.join(e.exchange_name for e in bk.list_exchanges())})")
+    frame = await _frame_for(args, store)
+    bar = ProgressBar() if sys.stderr.isatty() else None
+    unsubscribe = bk.listen_backtest_progress(bar.update) if bar else (lambda: None)
+    errors: list[Any] = []
+    stop_errors = bk.listen_error(errors.append)
+    closed = []
+    try:
+        async for result in bk.Backtest.run(args.symbol, strategy_name=args.strategy, exchange_name=args.exchange,
+                                            frame_name=frame):
+            if result.action == "closed":
+                closed.append(result)
+    finally:
+        unsubscribe()
+        stop_errors()
+        if bar:
+            bar.finish()
+    stats = bk.backtest_statistics(closed)
+    if args.report:
+        from engine.persist import atomic_write
+        report = await bk.Backtest.get_report(args.symbol, strategy_name=args.strategy)
+        atomic_write(args.report, report.encode())
+    if errors:
+        print(f"btk: {len(errors)} error(s) during the run, first: {_one_line(errors[0])}", file=sys.stderr)
+    if args.json:
+        doc = {"symbol": args.symbol, "strategy_name": args.strategy, "exchange_name": args.exchange,
+               "frame_name": frame, "stats": stats_dict(stats), "signals": closed}
+        sys.stdout.buffer.write(msgspec.json.encode(doc) + b"\n")
+    else:
+        print(_summary(stats, args, frame))
+    return 0
+
+
+def stats_dict(stats: bk.BacktestStatistics) -> dict[str, Any]:
+    out = msgspec.structs.asdict(stats)
+    del out["signal_list"]
+    return out
+
+
+def _summary(stats: bk.BacktestStatistics, args: argparse.Namespace, frame: str) -> str:
+    def f(v: Any, unit: str = "", digits: int = 3) -> str:
+        return "N/A" if v is None else f"{v:.{digits}f}{unit}"
+    return "\n".join([
+        f"{args.strategy} on {args.symbol} ({args.exchange}, {frame})",
+        f"  closed signals  {stats.total_signals} ({stats.win_count} won, {stats.loss_count} lost)",
+        f"  win rate        {f(stats.win_rate, '%', 2)}",
+        f"  total PnL       {f(stats.total_pnl, '%')}",
+        f"  average PnL     {f(stats.avg_pnl, '%')}",
+        f"  Sharpe          {f(stats.sharpe_ratio)}",
+        f"  Sortino         {f(stats.sortino_ratio)}",
+        f"  max drawdown    {f(stats.max_drawdown, '%')}",
+        f"  report          {args.report if args.report else '--report FILE writes the markdown report'}",
+    ])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
