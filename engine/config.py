@@ -126,7 +126,8 @@ def set_config(*, unsafe: bool = False, **keys: Any) -> GlobalConfig:
             listed = "\n".join(f"  {i}. {msg}" for i, msg in enumerate(problems, 1))
             raise ValueError(f"set_config: {len(problems)} problem(s), config unchanged:\n{listed}")
         round_trip = 2 * candidate.CC_PERCENT_FEE + 2 * candidate.CC_PERCENT_SLIPPAGE
-        if 0 < candidate.CC_MIN_TAKEPROFIT_DISTANCE_PERCENT < round_trip:
+        # Warn when this call sets one of the three (the defaults alone are below the round trip).
+        if _COST_KEYS & keys.keys() and 0 < candidate.CC_MIN_TAKEPROFIT_DISTANCE_PERCENT < round_trip:
             get_logger().warning(
                 "CC_MIN_TAKEPROFIT_DISTANCE_PERCENT=%g is below the round-trip cost %g%% "
                 "(2*fee + 2*slippage): signals may close at take-profit with a loss",
@@ -139,6 +140,7 @@ def set_config(*, unsafe: bool = False, **keys: Any) -> GlobalConfig:
     return _config
 
 
+_COST_KEYS = {"CC_PERCENT_FEE", "CC_PERCENT_SLIPPAGE", "CC_MIN_TAKEPROFIT_DISTANCE_PERCENT"}
 _INT_KEYS = {
     "CC_SCHEDULE_AWAIT_MINUTES", "CC_AVG_PRICE_CANDLES_COUNT", "CC_MAX_SIGNAL_LIFETIME_MINUTES",
     "CC_GET_CANDLES_RETRY_COUNT", "CC_GET_CANDLES_RETRY_DELAY_MS", "CC_MAX_CANDLES_PER_REQUEST",

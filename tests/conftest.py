@@ -1,0 +1,22 @@
+import pytest
+
+import engine as bk
+from engine.events import clear_listeners
+from engine.risk import reset_risks
+from engine.runners.backtest import reset_backtests
+
+
+@pytest.fixture(autouse=True)
+def clean_engine(tmp_path, monkeypatch):
+    """Every test starts from an empty registry, default config (no retry pauses) and no listeners."""
+    monkeypatch.setenv("BTK_HOME", str(tmp_path / "btk_home"))
+    bk.clear_registry()
+    bk.reset_config()
+    bk.set_config(CC_GET_CANDLES_RETRY_DELAY_MS=0)
+    clear_listeners()
+    reset_risks()
+    reset_backtests()
+    yield
+    clear_listeners()
+    bk.clear_registry()
+    bk.reset_config()
