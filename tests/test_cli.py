@@ -1,0 +1,137 @@
+"""The ``btk`` command line and the SQLite candle store, as a user runs them."""
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import msgspec
+import pytest
+
+import engine as bk
+from engine.exchange.bundled import StoreExchange
+from engine.store import connect, read_candle_file, summaries
+from tests.helpers import T0_MS
+
+
+def btk(*args, home):
+    env = {**os.environ, "BTK_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "console.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("btk_home")
+
+
+def test_backtest_json_statistics_equal_backtest_statistics_of_its_signals(home):
+    out = btk("backtest", "sma_cross", "--symbol", "BTCUSDT", "--json", home=home)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert (doc["symbol"], doc["strategy_name"], doc["exchange_name"]) == ("BTCUSDT", "sma_cross", "bundled")
+    signals = msgspec.convert(doc["signals"], list[bk.TickClosed])
+    assert len(signals) > 20 and all(s.action == "closed" for s in signals)
+    expected = msgspec.to_builtins(bk.backtest_statistics(signals))
+    del expected["signal_list"]
+    assert doc["stats"] == expected
+    assert doc["stats"]["total_signals"] == len(signals)
+
+
+def test_backtest_report_and_human_summary(home, tmp_path):
+    report = tmp_path / "r.md"
+    out = btk("backtest", "mean_reversion", "--symbol", "BTCUSDT", "--from", "2023-03-05", "--to", "2023-03-12",
+              "--report", str(report), home=home)
+    assert out.returncode == 0, out.stderr
+    assert "mean_reversion on BTCUSDT" in out.stdout and "win rate" in out.stdout
+    assert report.read_text().startswith("# Backtest report: mean_reversion")
+
+
+@pytest.mark.parametrize("args, message", [
+    (("backtest", "nope"), "unknown strategy 'nope'"),
+    (("backtest", "sma_cross", "--symbol", "DOGEUSDT"), "no 1m candles of DOGEUSDT"),
+    (("backtest", "sma_cross", "--from", "2023-03-10", "--to", "2023-03-05"), "the frame is empty"),
+    (("backtest", "sma_cross", "--from", "yesterday"), "--from 'yesterday'"),
+    (("backtest", "sma_cross", "--exchange", "kraken"), "unknown exchange 'kraken'"),
+    (("backtest", "sma_cross", "--frame", "f1"), "unknown frame 'f1'"),
+])
+def test_bad_arguments_exit_2_with_one_line(home, args, message):
+    out = btk(*args, home=home)
+    assert out.returncode == 2 and message in out.stderr and out.stdout == ""
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_failed_run_exits_1(home):
+    # Data ends 2023-03-21 23:59: a frame up to its last candle leaves none after it to close positions.
+    out = btk("backtest", "sma_cross", "--from", "2023-03-20", "--to", "2023-03-21T23:59", home=home)
+    assert out.returncode == 1 and "stored candles cover" in out.stderr
+
+
+def test_data_list_shows_the_bundled_symbols(home):
+    out = btk("data", "list", home=home)
+    assert out.returncode == 0
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["exchange", "symbol", "interval", "first", "last", "rows", "gaps"]
+    assert any(l.split()[:3] == ["bundled", "BTCUSDT", "1m"] and l.split()[5] == "30,240" and l.split()[6] == "0"
+               for l in lines)
+    assert any(l.split()[:2] == ["bundled", "ETHBTC"] and l.split()[6] == "1" for l in lines)
+
+
+def _csv(path, rows, header="timestamp_ms,open,high,low,close,volume"):
+    body = "\n".join([header] + [",".join(str(x) for x in r) for r in rows]) + "\n"
+    path.write_bytes(gzip.compress(body.encode()) if path.suffix == ".gz" else body.encode())
+    return path
+
+
+def test_data_import_is_all_or_nothing_and_never_overwrites(home, tmp_path):
+    good = [(T0_MS + i * 60_000, 10, 11, 9, 10.5, 3) for i in range(5)]
+    bad = good[:3] + [(T0_MS + 3 * 60_000, 10, 9, 11, 10.5, 3)] + good[4:]
+    out = btk("data", "import", str(_csv(tmp_path / "bad.csv", bad)), "--exchange", "mine", "--symbol", "XYZ", home=home)
+    assert out.returncode == 2 and "line 5" in out.stderr and "high/low" in out.stderr
+    out = btk("data", "import", str(_csv(tmp_path / "ok.csv.gz", good)), "--exchange", "mine", "--symbol", "XYZ", home=home)
+    assert out.returncode == 0 and "imported 5 of 5" in out.stdout
+    changed = [(t, 20, 21, 19, 20, 1) for t, *_ in good]
+    out = btk("data", "import", str(_csv(tmp_path / "again.csv", changed)), "--exchange", "mine", "--symbol", "XYZ", home=home)
+    assert "imported 0 of 5" in out.stdout and "5 differing from the stored values, which were kept" in out.stdout
+    listed = btk("data", "list", home=home).stdout
+    assert any(l.split()[:3] == ["mine", "XYZ", "1m"] and l.split()[5] == "5" for l in listed.splitlines())
+
+
+@pytest.mark.parametrize("content, message", [
+    ("ts,o,h,l,c,v\n1,1,1,1,1,1\n", "header must be"),
+    ("timestamp_ms,open,high,low,close,volume\n", "no candle rows"),
+    ("timestamp_ms,open,high,low,close,volume\n60000,1,1,1,1\n", "expected 6 fields"),
+    ("timestamp_ms,open,high,low,close,volume\n60000,1,1,1,x,1\n", "not a number"),
+    ("timestamp_ms,open,high,low,close,volume\n60001,1,1,1,1,1\n", "not aligned"),
+    ("timestamp_ms,open,high,low,close,volume\n120000,1,1,1,1,1\n60000,1,1,1,1,1\n", "out of order"),
+    ("timestamp_ms,open,high,low,close,volume\n60000,1,1,1,1,-1\n", "volume must be >= 0"),
+])
+def test_candle_file_errors_name_the_rule(tmp_path, content, message):
+    path = tmp_path / "c.csv"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        read_candle_file(path)
+
+
+async def test_store_exchange_fills_gaps_and_aggregates(tmp_path):
+    store = tmp_path / "s.sqlite3"
+    rows = [(T0_MS + i * 60_000, 10 + i, 11 + i, 9 + i, 10.5 + i, 1) for i in range(30) if i not in (7, 8)]
+    from engine.store import import_candles
+    db = await connect(store)
+    try:
+        await import_candles(db, "x", "AAA", "1m", bk.Candles.from_candles([bk.Candle(*r) for r in rows]))
+        assert [(s.rows, s.gaps) for s in await summaries(db)] == [(28, 2)]
+        mode = (await (await db.execute("PRAGMA journal_mode")).fetchone())[0]
+        assert mode == "wal"
+    finally:
+        await db.close()
+    ex = StoreExchange("x", store)
+    from engine.interval import to_datetime
+    got = await ex.get_candles("AAA", "1m", to_datetime(T0_MS + 5 * 60_000), 5)
+    assert got.timestamp.tolist() == [T0_MS + i * 60_000 for i in range(5, 10)]
+    assert got.close.tolist() == [15.5, 16.5, 16.5, 16.5, 19.5] and got.volume.tolist() == [1, 1, 0, 0, 1]
+    five = await ex.get_candles("AAA", "5m", to_datetime(T0_MS), 2)
+    assert five.open.tolist() == [10, 15] and five.close.tolist() == [14.5, 19.5] and five.high.tolist() == [15, 20]
+    with pytest.raises(LookupError, match="stored candles cover"):
+        await ex.get_candles("AAA", "1m", to_datetime(T0_MS - 60_000), 5)
