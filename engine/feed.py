@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .config import get_config
-from .exchange.checks import check_anomaly, no_window_can_be_anomalous
+from .exchange.checks import CandleDataError, check_anomaly, no_window_can_be_anomalous
 from .exchange.client import ExchangeClient
 from .exchange.vwap import rolling_vwap, vwap
 from .interval import MINUTE_MS, align, interval_ms, iso
@@ -88,6 +88,7 @@ class SeriesFeed(ExchangeFeed):
     def __init__(self, client: ExchangeClient, horizon_end: int):
         super().__init__(client)
         self.series: dict[tuple[str, str], Series] = {}
+        self.failed_from: dict[tuple[str, str], int] = {}
         # Later-interval series are loaded up to here (the frame's end + one candle).
         self.horizon_end = horizon_end
 
@@ -123,7 +124,18 @@ class SeriesFeed(ExchangeFeed):
             lo, hi = min(since, series.t0), max(until, series.end)
             parts = []
             if lo < series.t0:
-                parts.append(await self.client.fetch(symbol, interval, lo, (series.t0 - lo) // step))
+                failed = self.failed_from.get((symbol, interval))
+                if failed is not None and lo <= failed:
+                    # This history was asked for and is not there: fail fast rather than pay the
+                    # retries and their pauses again on every frame of the warm-up.
+                    raise CandleDataError(f"{self.client.name} has no {symbol} {interval} candles from {iso(lo)} "
+                                          f"(a request from {iso(failed)} already failed in this run)")
+                try:
+                    parts.append(await self.client.fetch(symbol, interval, lo, (series.t0 - lo) // step,
+                                                         attempts=1 if failed is not None else None))
+                except Exception:
+                    self.failed_from[(symbol, interval)] = lo
+                    raise
             parts.append(series.candles)
             if hi > series.end:
                 parts.append(await self.client.fetch(symbol, interval, series.end, (hi - series.end) // step))

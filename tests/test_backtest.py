@@ -281,3 +281,19 @@ async def test_a_paused_consumer_keeps_its_position_and_risk_slot():
     second = await run.__anext__()
     assert second.action == "closed" and risk_for("one").positions == {}
     await run.aclose()
+
+
+async def test_history_missing_before_the_data_fails_fast_after_the_first_try():
+    bk.set_config(CC_GET_CANDLES_RETRY_COUNT=3)
+    errors = []
+    bk.listen_error(errors.append)
+
+    async def get_signal(symbol, when):
+        await bk.get_candles(symbol, "1m", 30)   # the frame starts 10 minutes into the data
+
+    ex = register([100.0] * 60, strategy=get_signal, frame=(10, 40))
+    await collect()
+    early = [e for e in errors if "candle" in str(e.error)]
+    assert len(early) == 20                                   # minutes 10..29 reach before the data
+    # The first miss pays its 3 attempts; each later frame asks once (no retries, no pauses).
+    assert sum(1 for c in ex.calls if c[2] < minute(0)) == 3 + 19

@@ -30,7 +30,9 @@ class ExchangeClient:
         self.schema = schema
         self.name = schema.exchange_name
 
-    async def fetch(self, symbol: str, interval: str, since: int, limit: int) -> Candles:
+    async def fetch(self, symbol: str, interval: str, since: int, limit: int, *,
+                    attempts: int | None = None) -> Candles:
+        """``attempts`` overrides ``CC_GET_CANDLES_RETRY_COUNT`` (1: no retry)."""
         step = interval_ms(interval)
         if limit < 0:
             raise ValueError(f"get_candles: limit must be >= 0, got {limit}")
@@ -39,14 +41,15 @@ class ExchangeClient:
         parts = []
         for offset in range(0, limit, size):
             count = min(size, limit - offset)
-            parts.append(await self._fetch_chunk(symbol, interval, step, since + offset * step, count))
+            parts.append(await self._fetch_chunk(symbol, interval, step, since + offset * step, count, attempts))
         if not parts:
             return Candles.from_candles([])
         return Candles.concat(parts)
 
-    async def _fetch_chunk(self, symbol: str, interval: str, step: int, since: int, limit: int) -> Candles:
+    async def _fetch_chunk(self, symbol: str, interval: str, step: int, since: int, limit: int,
+                           attempts: int | None) -> Candles:
         config = get_config()
-        attempts = max(1, int(config.CC_GET_CANDLES_RETRY_COUNT))
+        attempts = max(1, int(config.CC_GET_CANDLES_RETRY_COUNT if attempts is None else attempts))
         last: BaseException | None = None
         for attempt in range(1, attempts + 1):
             try:
