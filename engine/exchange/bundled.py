@@ -72,7 +72,7 @@ class StoreExchange:
                 minutes = await series_summary(db, self.name, symbol, "1m")
                 if minutes is not None:
                     one = await self._read(db, symbol, "1m", MINUTE_MS, since_ms, until, minutes)
-                    return _aggregate(one, step // MINUTE_MS)
+                    return aggregate(one, step // MINUTE_MS)
             raise CandlesUnavailable(f"{self.name} has no {symbol} candles (import some with `btk data import`)")
         finally:
             await db.close()
@@ -113,7 +113,8 @@ def _fill_gaps(got: Candles, since: int, step: int, count: int, previous_close: 
     return Candles.from_arrays(ts, cols["open"], cols["high"], cols["low"], cols["close"], volume)
 
 
-def _aggregate(one: Candles, ratio: int) -> Candles:
+def aggregate(one: Candles, ratio: int) -> Candles:
+    """Contiguous 1m candles -> candles of ``ratio`` minutes (first open, max high, min low, last close, sum volume)."""
     n = len(one) // ratio * ratio
     ts, o, h, l, c, v = (col[:n] for col in one.columns())
     return Candles.from_arrays(ts[::ratio], o[::ratio], h.reshape(-1, ratio).max(1), l.reshape(-1, ratio).min(1),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 from typing import Any
 
 from ..config import get_config
@@ -112,6 +111,3 @@ def _as_candles(answer: Any, exchange_name: str) -> Candles:
     except ValueError as e:
         raise CandleDataError(f"{exchange_name}: bad candle data: {e}") from None
 
-
-def perf_ms() -> float:
-    return time.perf_counter() * 1000.0

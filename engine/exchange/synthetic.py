@@ -13,6 +13,7 @@ import numpy as np
 
 from ..interval import MINUTE_MS, interval_ms, to_ms
 from ..types import Candles
+from .bundled import aggregate
 
 
 def random_walk(n: int, *, start_ms: int, seed: int = 42, sigma: float = 0.0008,
@@ -49,7 +50,4 @@ class SyntheticExchange:
             return self.candles[0:0]
         if ratio == 1:
             return self.candles[a:b]
-        b = a + (b - a) // ratio * ratio
-        ts, o, h, l, c, v = (col[a:b] for col in self.candles.columns())
-        return Candles.from_arrays(ts[::ratio], o[::ratio], h.reshape(-1, ratio).max(1), l.reshape(-1, ratio).min(1),
-                                   c[ratio - 1::ratio], v.reshape(-1, ratio).sum(1))
+        return aggregate(self.candles[a:b], ratio)
