@@ -21,6 +21,8 @@ from engine.interval import MINUTE_MS, interval_ms, iso, to_ms
 from engine.store import (CandleFileError, connect, default_store_path, import_candles, read_candle_file,
                           series_summary, summaries)
 
+from engine.exchange.bundled import ensure_seeded
+
 from .progress import ProgressBar
 from .workspace import WorkspaceError, open_workspace
 
@@ -121,7 +123,7 @@ async def _data_import(args: argparse.Namespace, store: Path) -> int:
     if not args.symbol.strip() or not args.exchange.strip():
         raise UsageError("--symbol and --exchange must not be empty")
     candles = read_candle_file(args.file, interval=args.interval)
-    await open_workspace(store)  # seed first, so the bundled data never lands on top of user data
+    await ensure_seeded(store)  # seed first, so the bundled data never lands on top of user data
     db = await connect(store)
     try:
         result = await import_candles(db, args.exchange, args.symbol, args.interval, candles)

@@ -120,12 +120,6 @@ class ClientStrategy:
             await self._callback("on_idle", self.symbol, price, self.backtest)
         return await self._emit(TickIdle(*self._base(price, when)))
 
-    async def current_price(self, when: int) -> float:
-        price = self.feed.price_now(self.symbol, when)
-        if price is None:
-            price = await self.feed.average_price(self.symbol, when)
-        return price
-
     def stop(self) -> None:
         """No new signals from now on; an open position is still watched until it closes."""
         self.stopped = True
