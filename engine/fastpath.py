@@ -5,9 +5,11 @@ is cancelled or activates, plus the peak/trough and milestone crossings on
 the way, with numpy over growing windows instead of a Python loop per candle.
 The strategy turns the answers into events in the documented order.
 
-Per candle ``j`` of an open signal, in order: past the frame's end ->
-``time_expired``; ``ts[j] - pending_at >= minutes*60000`` -> ``time_expired``
-at the VWAP; then TP, then SL ("touch": SL on the low first, then TP on the
+Candle ``j`` stands for the tick at ``ts[j] + 1 min``: the first moment its
+VWAP window (candles j-4..j) is closed. Time limits are counted from there, so
+a backtest closes where ticking every minute (live) would. Per candle ``j`` of
+an open signal, in order: past the frame's end -> ``time_expired``;
+``ts[j] + 60000 - pending_at >= minutes*60000`` -> ``time_expired`` at the VWAP; then TP, then SL ("touch": SL on the low first, then TP on the
 high). Per candle of a scheduled signal: timeout; SL -> ``price_reject``;
 price reached -> activate (SL wins over activation on the same candle).
 """
@@ -43,12 +45,12 @@ def _first_true(mask: np.ndarray) -> int:
 
 
 def _stop_index(series: Series, start_ms: int, minutes: float, end_ms: int) -> int:
-    """First candle index that is past ``end_ms`` or at least ``minutes`` after ``start_ms``."""
+    """First candle index past ``end_ms``, or whose tick (its close) is ``minutes`` after ``start_ms``."""
     step = series.step
     past_end = (end_ms - end_ms % step + step - series.t0) // step
     if math.isinf(minutes):
         return past_end
-    deadline = start_ms + int(minutes) * 60_000
+    deadline = start_ms + int(minutes) * 60_000 - step   # judged when the candle closes
     expiry = -((series.t0 - deadline) // step)      # ceil((deadline - t0) / step)
     return min(past_end, max(expiry, 0))
 

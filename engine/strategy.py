@@ -180,7 +180,7 @@ class ClientStrategy:
             self._report(SignalValidationError(self.strategy_name, self.symbol, problems), where="signal validation")
             return await self._idle(when, price)
         row = SignalRow(
-            id=dto.id or uuid.uuid4().hex, position=dto.position,
+            id=dto.id or signal_id(self.strategy_name, self.symbol, when), position=dto.position,
             price_open=float(dto.price_open if dto.price_open is not None else price),
             price_take_profit=float(dto.price_take_profit), price_stop_loss=float(dto.price_stop_loss),
             minute_estimated_time=_minutes(dto.minute_estimated_time, config),
@@ -394,6 +394,15 @@ class ClientStrategy:
             return await self._cancel(s, outcome.outcome, when, price)
         # [port] the position opens on the next candle.
         return await self._activate(s, when, price, pending_at=when + MINUTE_MS)
+
+
+_ID_NAMESPACE = uuid.UUID("5b1d3c4e-7a52-4c1e-9a0e-3f1f4b6d2c10")
+
+
+def signal_id(strategy_name: str, symbol: str, when: int) -> str:
+    """A signal's default id: the same strategy taking a signal on the same symbol at the same
+    minute gets the same id in a backtest, a replay and a live loop restarted after a crash."""
+    return uuid.uuid5(_ID_NAMESPACE, f"{strategy_name}\x1f{symbol}\x1f{when}").hex
 
 
 def _reached(position: str, price: float, price_open: float) -> bool:

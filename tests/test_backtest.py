@@ -62,11 +62,12 @@ async def test_position_open_at_the_frame_end_closes_time_expired_on_the_first_c
 
 
 async def test_time_limit_closes_at_the_vwap_in_the_fast_path():
-    register(steps((100, 30), (101, 30)), strategy=once(lambda: bk.SignalDto(
+    register(steps((100, 27), (101, 33)), strategy=once(lambda: bk.SignalDto(
         position="long", price_take_profit=110, price_stop_loss=90, minute_estimated_time=20)), frame=(10, 50))
     r = (await collect())[1]
-    assert r.close_reason == "time_expired" and r.close_timestamp == minute(30)
-    assert r.pnl.price_close == pytest.approx(100.2)  # VWAP of minutes 26..30
+    # Opened at minute 10: the tick at minute 30 expires it, on candle 29 (closed by then).
+    assert r.close_reason == "time_expired" and r.close_timestamp == minute(29)
+    assert r.pnl.price_close == pytest.approx(100.6)  # VWAP of minutes 25..29
 
 
 async def test_scheduled_activation_opens_on_the_next_candle_and_resolves():
@@ -99,7 +100,7 @@ async def test_scheduled_signal_times_out_in_the_fast_path():
                                                               price_stop_loss=90)), frame=(10, 50))
     results = await collect()
     assert [r.action for r in results] == ["scheduled", "cancelled"]
-    assert results[1].reason == "timeout" and results[1].close_timestamp == minute(25)
+    assert results[1].reason == "timeout" and results[1].close_timestamp == minute(24)  # the tick at 25
 
 
 @pytest.mark.parametrize("trigger", ["vwap", "touch"])
@@ -120,15 +121,14 @@ async def test_fast_path_matches_ticking_every_minute(trigger):
             return bk.SignalDto(position="short", price_open=price * 1.002, price_take_profit=price * 0.99,
                                 price_stop_loss=price * 1.01, minute_estimated_time=90)
         return bk.SignalDto(position="long", price_take_profit=price * 1.006, price_stop_loss=price * 0.995,
-                            minute_estimated_time=60)
+                            minute_estimated_time=3 if minute_no % 2 else 60)
 
     bk.add_strategy("s", get_signal)
     fast = [r for r in await collect(exchange="syn") if r.action in ("closed", "cancelled")]
 
     # Reference: the tick state machine, one tick per minute. Fast-path candle j is the tick at
-    # minute j+1 (its VWAP then covers j-4..j); a price close at candle j is the tick at j+1, and
-    # the backtest's next frame is that same minute; a time close has the same timestamp both
-    # ways and the next frame is one minute later.
+    # minute j+1 (its VWAP then covers j-4..j); the backtest's next frame is that same minute, so
+    # after a close the reference ticks that minute again (as the live loop does).
     clock = Clock()
     ticker = ClientStrategy(get_strategy("s"), symbol="BTC", exchange_name="syn", frame_name="f",
                             feed=ExchangeFeed(ExchangeClient(get_exchange("syn"))), clock=clock, backtest=True)
@@ -139,22 +139,21 @@ async def test_fast_path_matches_ticking_every_minute(trigger):
         r = await ticker.tick()
         if r.action in ("closed", "cancelled"):
             slow.append(r)
-            if getattr(r, "close_reason", getattr(r, "reason", None)) in ("time_expired", "timeout"):
-                now += 60_000
-            continue  # price close: tick this minute again, as the backtest's next frame does
+            continue
         now += 60_000
     horizon = end - 300 * 60_000
     fast = [r for r in fast if r.close_timestamp < horizon]
-    slow = [r for r in slow if r.close_timestamp < horizon]
+    slow = [r for r in slow if r.close_timestamp - 60_000 < horizon]
     assert len(fast) > 20 and any(r.action == "cancelled" for r in fast)
-    key = lambda r: (r.action, getattr(r, "close_reason", getattr(r, "reason", None)), r.signal.position,
-                     round(r.signal.price_open, 6))
+    assert any(getattr(r, "close_reason", None) == "time_expired" for r in fast)
+    assert any(getattr(r, "reason", None) == "timeout" for r in fast)
+    key = lambda r: (r.action, getattr(r, "close_reason", getattr(r, "reason", None)), r.signal.id,
+                     r.signal.pending_at, r.signal.price_open, r.signal.peak_pnl, r.signal.trough_pnl)
     assert [key(r) for r in fast] == [key(r) for r in slow]
     for f, s in zip(fast, slow):
-        timed = key(f)[1] in ("time_expired", "timeout")
-        assert f.close_timestamp + (0 if timed else 60_000) == s.close_timestamp
-        if f.action == "closed" and not timed:
-            assert f.pnl.pnl_percentage == pytest.approx(s.pnl.pnl_percentage, rel=1e-12)
+        assert f.close_timestamp + 60_000 == s.close_timestamp   # candle open time vs. tick time
+        if f.action == "closed":
+            assert f.pnl == s.pnl
 
 
 async def test_run_yields_only_lifecycle_results_and_events_arrive_in_order():
