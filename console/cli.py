@@ -35,7 +35,7 @@ class UsageError(Exception):
     """Bad arguments: exit status 2."""
 
 
-def _parse_time(text: str, flag: str) -> datetime:
+def parse_time(text: str, flag: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -59,6 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--to", dest="end", help="frame end, ISO date/time, UTC unless given")
     bt.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     bt.add_argument("--report", type=Path, help="write the markdown report to this file")
+
+    lv = sub.add_parser("live", help="run a strategy live (default: paper trading on a replay of stored candles)")
+    lv.add_argument("strategy")
+    lv.add_argument("--symbol", default="BTCUSDT")
+    lv.add_argument("--exchange", default="replay",
+                    help="replay (stored candles on an accelerated clock), a registered exchange, "
+                         "or any ccxt exchange id such as binance (public candles, no keys)")
+    lv.add_argument("--state-dir", default="./dump", type=Path,
+                    help="where live state is kept; a restart resumes from it (default ./dump)")
+    lv.add_argument("--speed", type=float, default=600.0,
+                    help="replay: market minutes per 60 s of wall time (default 600; 0 = as fast as possible)")
+    lv.add_argument("--source", default="bundled", help="replay: the stored exchange to replay (default bundled)")
+    lv.add_argument("--from", dest="start", help="replay: first tick, ISO date/time (default: a day into the data)")
+    lv.add_argument("--to", dest="end", help="replay: last tick, ISO date/time (default: the end of the data)")
+    lv.add_argument("--quiet", action="store_true", help="no per-tick status line, only opens and closes")
 
     data = sub.add_parser("data", help="the candle store")
     data_sub = data.add_subparsers(dest="data_command")
@@ -112,6 +127,9 @@ async def _dispatch(args: argparse.Namespace) -> int:
         for s in bk.list_strategies():
             print(f"{s.strategy_name:20} {s.interval:>4}  {s.note}")
         return 0
+    if args.command == "live":
+        from .live import run_live
+        return await run_live(args, store)
     return await _backtest(args, store)
 
 
@@ -164,8 +182,8 @@ async def _frame_for(args: argparse.Namespace, store: Path) -> str:
     if stored is None and not (args.start and args.end):
         raise UsageError(f"no 1m candles of {args.symbol} on exchange {args.exchange} "
                          "(see `btk data list`; give --from and --to for other exchanges)")
-    start = to_ms(_parse_time(args.start, "--from")) if args.start else stored.first + DEFAULT_WARMUP_MINUTES * MINUTE_MS
-    end = to_ms(_parse_time(args.end, "--to")) if args.end else stored.last - MINUTE_MS
+    start = to_ms(parse_time(args.start, "--from")) if args.start else stored.first + DEFAULT_WARMUP_MINUTES * MINUTE_MS
+    end = to_ms(parse_time(args.end, "--to")) if args.end else stored.last - MINUTE_MS
     if start > end:
         raise UsageError(f"the frame is empty: start {iso(start)} is after end {iso(end)}")
     name = f"{args.symbol}:{iso(start)}..{iso(end)}"

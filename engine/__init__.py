@@ -16,8 +16,11 @@ from .events import (
 )
 from .exchange.checks import CandleDataError
 from .exchange.client import ExchangeError
+from .exchange.replay import ReplayExchange, add_replay_exchange
 from .functions import format_price, format_quantity, get_average_price, get_candles
 from .log import set_logger
+from .persist import (CorruptStateError, FilePersistence, MemoryPersistence, PersistenceAdapter, PersistError,
+                      StateDirBusy, set_persistence)
 from .pnl import to_profit_loss
 from .registry import (
     ExchangeCallbacks, FrameCallbacks, RiskCallbacks, SizingCallbacks, StrategyCallbacks, WalkerCallbacks,
@@ -26,6 +29,7 @@ from .registry import (
 )
 from .risk import RiskCheckArgs, RiskPosition
 from .runners.backtest import Backtest
+from .runners.live import Live, StateConflict
 from .signal import SignalValidationError
 from .sizing import PositionSize
 from .stats import BacktestStatistics, backtest_statistics
@@ -38,4 +42,4 @@ from .types import (
 __all__ = [name for name in dir() if not name.startswith("_") and name not in {
     "config", "context", "events", "exchange", "functions", "log", "pnl", "registry", "risk", "runners",
     "signal", "sizing", "stats", "types", "feed", "interval", "fastpath", "partial", "persist", "report",
-    "strategy"}]
+    "strategy", "history"}]

@@ -9,6 +9,7 @@ Strategy code never reads the wall clock; it calls ``get_date()``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from contextvars import ContextVar
 from datetime import datetime
@@ -32,15 +33,37 @@ class Clock:
 
 
 class WallClock(Clock):
-    """Live time: the wall clock aligned down to the minute."""
+    """Live time: the wall clock aligned down to the minute.
 
-    __slots__ = ()
+    The live loop ticks at ``first()`` (the minute just closed), then at each
+    minute boundary plus ``settle`` seconds, so the exchange has closed the
+    candle. ``wake`` (set by a stop) ends a wait early."""
 
-    def __init__(self) -> None:
+    __slots__ = ("settle", "wake")
+
+    def __init__(self, settle: float = 2.0) -> None:
         super().__init__(0)
+        self.settle = settle
+        self.wake = asyncio.Event()
 
     def read(self) -> int:
         self.now = align(int(time.time() * 1000), MINUTE_MS)
+        return self.now
+
+    async def first(self, resume_at: int | None) -> int | None:
+        return self.read()   # minutes missed while the process was down are not re-ticked
+
+    async def next(self) -> int | None:
+        boundary = self.now + MINUTE_MS
+        delay = (boundary - time.time() * 1000) / 1000 + self.settle
+        if delay > 0:
+            try:
+                await asyncio.wait_for(self.wake.wait(), delay)
+                self.wake.clear()
+                return self.read()  # woken by a stop: tick again now
+            except TimeoutError:
+                pass
+        self.now = max(boundary, self.read())
         return self.now
 
 

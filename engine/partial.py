@@ -7,8 +7,6 @@ one tick; a signal's levels are forgotten (silently) when it closes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import msgspec
 
 LEVELS = tuple(range(10, 101, 10))
@@ -20,11 +18,10 @@ class PartialState(msgspec.Struct):
 
 
 class PartialTracker:
-    """Reached levels per signal id. ``on_change`` runs after every change (persistence)."""
+    """Reached levels per signal id."""
 
-    def __init__(self, on_change: Callable[[dict[str, PartialState]], None] | None = None):
-        self.states: dict[str, PartialState] = {}
-        self.on_change = on_change
+    def __init__(self, states: dict[str, PartialState] | None = None):
+        self.states: dict[str, PartialState] = states or {}
 
     def reach(self, signal_id: str, kind: str, percent: float) -> list[int]:
         """Levels newly reached at ``percent`` (ascending); records them."""
@@ -33,12 +30,9 @@ class PartialTracker:
         state = self.states.setdefault(signal_id, PartialState())
         seen = state.profit_levels if kind == "profit" else state.loss_levels
         new = [lv for lv in LEVELS if lv <= percent and lv not in seen]
-        if new:
-            seen.extend(new)
-            if self.on_change:
-                self.on_change(self.states)
+        seen.extend(new)
         return new
 
-    def clear(self, signal_id: str) -> None:
-        if self.states.pop(signal_id, None) is not None and self.on_change:
-            self.on_change(self.states)
+    def clear(self, signal_id: str) -> bool:
+        """Forget a signal's levels; True if it had any."""
+        return self.states.pop(signal_id, None) is not None

@@ -90,6 +90,9 @@ class ExchangeSchema(msgspec.Struct, frozen=True):
     format_quantity: Callable | None = None
     note: str = ""
     callbacks: ExchangeCallbacks = ExchangeCallbacks()
+    # live_clock(symbol) -> a clock with async first(resume_at) / next(); None: the wall clock.
+    live_clock: Callable | None = None
+    close: Callable | None = None   # async, called once when the process shuts the exchange down
 
 
 class FrameSchema(msgspec.Struct, frozen=True):
@@ -209,8 +212,12 @@ def _note(kind: str, name: str, note: Any) -> str:
 # --- add_* ------------------------------------------------------------------------------
 
 def add_exchange(exchange_name: str, get_candles: Callable, *, format_price: Callable | None = None,
-                 format_quantity: Callable | None = None, note: str = "", callbacks: Any = None) -> None:
-    """Register a candle source: ``get_candles(symbol, interval, since: datetime, limit)``."""
+                 format_quantity: Callable | None = None, note: str = "", callbacks: Any = None,
+                 live_clock: Callable | None = None, close: Callable | None = None) -> None:
+    """Register a candle source: ``get_candles(symbol, interval, since: datetime, limit)``.
+
+    ``live_clock(symbol)`` gives live runs on this exchange their clock (the replay
+    exchange's accelerated one); ``close()`` releases connections at shutdown."""
     name = _name("exchange", exchange_name, _exchanges, "exchange_name")
     _exchanges[name] = ExchangeSchema(
         exchange_name=name,
@@ -219,6 +226,8 @@ def add_exchange(exchange_name: str, get_candles: Callable, *, format_price: Cal
         format_quantity=_callable("exchange", name, "format_quantity", format_quantity, required=False),
         note=_note("exchange", name, note),
         callbacks=_callbacks("exchange", name, callbacks, ExchangeCallbacks),
+        live_clock=_callable("exchange", name, "live_clock", live_clock, required=False),
+        close=_callable("exchange", name, "close", close, required=False),
     )
 
 

@@ -52,10 +52,10 @@ def _key(strategy_name: str, exchange_name: str, symbol: str) -> str:
 
 
 class ClientRisk:
-    def __init__(self, schema: RiskSchema, on_change: Callable[[dict[str, RiskPosition]], None] | None = None):
+    def __init__(self, schema: RiskSchema):
         self.schema = schema
         self.positions: dict[str, RiskPosition] = {}
-        self.on_change = on_change
+        self.restored = False   # live: positions loaded from the state dir once per process
 
     async def check(self, args_without_positions: dict[str, Any]) -> Rejection | None:
         args = RiskCheckArgs(risk_name=self.schema.risk_name, active_position_count=len(self.positions),
@@ -101,12 +101,12 @@ class ClientRisk:
     def add(self, signal: SignalRow, *, strategy_name: str, exchange_name: str, symbol: str, when: int) -> None:
         self.positions[_key(strategy_name, exchange_name, symbol)] = RiskPosition(
             signal, strategy_name, exchange_name, symbol, when)
-        if self.on_change:
-            self.on_change(self.positions)
 
     def remove(self, *, strategy_name: str, exchange_name: str, symbol: str) -> None:
-        if self.positions.pop(_key(strategy_name, exchange_name, symbol), None) is not None and self.on_change:
-            self.on_change(self.positions)
+        self.positions.pop(_key(strategy_name, exchange_name, symbol), None)
+
+    def has(self, *, strategy_name: str, exchange_name: str, symbol: str) -> bool:
+        return _key(strategy_name, exchange_name, symbol) in self.positions
 
 
 def _opt_str(v: Any) -> str | None:

@@ -14,8 +14,7 @@ import asyncio
 import inspect
 import math
 import uuid
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -40,6 +39,10 @@ class GetSignalTimeout(TimeoutError):
     pass
 
 
+class Persistence(Protocol):
+    async def save(self, strategy: ClientStrategy, changes: tuple[tuple[str, Any], ...]) -> None: ...
+
+
 # Returned for idle ticks nobody observes: building a TickIdle per frame costs time for nothing.
 UNOBSERVED_IDLE = TickIdle("", "", "", "", math.nan, True, 0)
 
@@ -47,8 +50,7 @@ UNOBSERVED_IDLE = TickIdle("", "", "", "", math.nan, True, 0)
 class ClientStrategy:
     def __init__(self, schema: StrategySchema, *, symbol: str, exchange_name: str, frame_name: str,
                  feed: ExchangeFeed, clock: Clock, backtest: bool,
-                 on_state_change: Callable[[str, SignalRow | None], None] | None = None,
-                 partial: PartialTracker | None = None):
+                 persistence: Persistence | None = None, partial: PartialTracker | None = None):
         self.schema = schema
         self.callbacks = schema.callbacks
         self.symbol, self.exchange_name, self.frame_name = symbol, exchange_name, frame_name
@@ -64,7 +66,8 @@ class ClientStrategy:
         self.scheduled: SignalRow | None = None
         self.last_slot: int | None = None
         self.stopped = False
-        self.on_state_change = on_state_change  # persistence hook (live): called before events
+        # Live state is written through this before the event of each change is emitted.
+        self.persistence = persistence
         self._signal_channel = bus.signal_backtest if backtest else bus.signal_live  # type: ignore[attr-defined]
 
     # --- plumbing --------------------------------------------------------------------------
@@ -99,15 +102,11 @@ class ClientStrategy:
         self._signal_channel.emit(result)
         return result
 
-    def _set_pending(self, row: SignalRow | None) -> None:
-        self.pending = row
-        if self.on_state_change is not None:
-            self.on_state_change("signal", row)
-
-    def _set_scheduled(self, row: SignalRow | None) -> None:
-        self.scheduled = row
-        if self.on_state_change is not None:
-            self.on_state_change("schedule", row)
+    async def _save(self, *changes: tuple[str, Any]) -> None:
+        """Persist state changes, in order (live only): ``("signal", row)``, ``("schedule", row)``,
+        ``("risk", None)``, ``("partial", None)``, ``("closed", TickClosed)``."""
+        if self.persistence is not None:
+            await self.persistence.save(self, changes)
 
     async def _write(self, row: SignalRow | None) -> None:
         if self.callbacks.on_write is not None:
@@ -191,17 +190,23 @@ class ClientStrategy:
             self.last_slot = previous_slot  # a rejected signal does not consume its slot
             return await self._idle(when, price)
         if scheduled:
-            self._set_scheduled(row)
+            self.scheduled = row
+            await self._save(("schedule", row))
             await self._write(row)
             await self._callback("on_schedule", self.symbol, row, price, self.backtest)
             return await self._emit(TickScheduled(*self._base(price, when), signal=row))
         return await self._open(row, when, price)
 
-    async def _open(self, row: SignalRow, when: int, price: float) -> TickOpened:
+    async def _open(self, row: SignalRow, when: int, price: float, activated: bool = False) -> TickOpened:
         for risk in self.risks:
             risk.add(row, strategy_name=self.strategy_name, exchange_name=self.exchange_name,
                      symbol=self.symbol, when=when)
-        self._set_pending(row)
+        self.pending = row
+        if activated:  # the open signal is saved before the scheduled one is cleared: never neither
+            self.scheduled = None
+            await self._save(("signal", row), ("schedule", None), ("risk", None))
+        else:
+            await self._save(("signal", row), ("risk", None))
         await self._write(row)
         await self._callback("on_open", self.symbol, row, price, self.backtest)
         return await self._emit(TickOpened(*self._base(price, when), signal=row))  # type: ignore[return-value]
@@ -249,11 +254,12 @@ class ClientStrategy:
     async def _activate(self, s: SignalRow, when: int, price: float, pending_at: int | None = None) -> TickResult:
         if await self._risk_rejects(s, price, when):
             return await self._cancel(s, "risk", when, price)
-        self._set_scheduled(None)
-        return await self._open(replace(s, pending_at=when if pending_at is None else pending_at), when, price)
+        return await self._open(replace(s, pending_at=when if pending_at is None else pending_at), when, price,
+                                activated=True)
 
     async def _cancel(self, s: SignalRow, reason: str, when: int, price: float) -> TickCancelled:
-        self._set_scheduled(None)
+        self.scheduled = None
+        await self._save(("schedule", None))
         await self._write(None)
         await self._callback("on_cancel", self.symbol, s, price, self.backtest)
         return await self._emit(TickCancelled(*self._base(price, when), signal=s, reason=reason,  # type: ignore[return-value]
@@ -266,6 +272,9 @@ class ClientStrategy:
         assert s is not None
         config = get_config()
         assert s.pending_at is not None
+        if when <= s.pending_at:
+            # The opening tick again (a restarted live loop re-runs its last tick): nothing new to judge.
+            return await self._emit(TickActive(*self._base(price, when), signal=s, percent_tp=0.0, percent_sl=0.0))
         if when - s.pending_at >= s.minute_estimated_time * MINUTE_MS:
             return await self._close(s, "time_expired", price, when, price)
         long = s.position == "long"
@@ -289,7 +298,8 @@ class ClientStrategy:
         elif pnl < 0 and (s.trough_pnl is None or pnl < s.trough_pnl):
             s = replace(s, trough_pnl=pnl)
         if s is not self.pending:
-            self.pending = s  # peak/trough are not persisted per tick; they are derivable facts
+            self.pending = s
+            await self._save(("signal", s))  # a restart keeps the peak / trough seen so far
         percent_tp, percent_sl = progress(s.position, s.price_open, s.price_take_profit, s.price_stop_loss, price)
         await self._milestones(s, percent_tp, percent_sl, price, when)
         await self._callback("on_active", self.symbol, s, price, self.backtest)
@@ -298,11 +308,17 @@ class ClientStrategy:
 
     async def _milestones(self, s: SignalRow, percent_tp: float, percent_sl: float, price: float, when: int) -> None:
         if percent_tp > 0:
-            for level in self.partial.reach(s.id, "profit", percent_tp):
+            levels = self.partial.reach(s.id, "profit", percent_tp)
+            if levels:
+                await self._save(("partial", None))
+            for level in levels:
                 self._emit_partial("profit", s, level, percent_tp, price, when)
             await self._callback("on_partial_profit", self.symbol, s, price, percent_tp, self.backtest)
         elif percent_sl > 0:
-            for level in self.partial.reach(s.id, "loss", percent_sl):
+            levels = self.partial.reach(s.id, "loss", percent_sl)
+            if levels:
+                await self._save(("partial", None))
+            for level in levels:
                 self._emit_partial("loss", s, level, percent_sl, price, when)
             await self._callback("on_partial_loss", self.symbol, s, price, percent_sl, self.backtest)
 
@@ -314,15 +330,17 @@ class ClientStrategy:
                                       exchange_name=self.exchange_name, frame_name=self.frame_name))
 
     async def _close(self, s: SignalRow, reason: str, price_close: float, when: int, price: float) -> TickClosed:
-        pnl = to_profit_loss(s, price_close)
-        self.partial.clear(s.id)
+        result = TickClosed(*self._base(price, when), signal=s, close_reason=reason, close_timestamp=when,
+                            pnl=to_profit_loss(s, price_close))
+        cleared = self.partial.clear(s.id)
         for risk in self.risks:
             risk.remove(strategy_name=self.strategy_name, exchange_name=self.exchange_name, symbol=self.symbol)
-        self._set_pending(None)
+        self.pending = None
+        # The close is recorded before the open signal is cleared (see engine/history.py).
+        await self._save(("closed", result), ("signal", None), ("risk", None), *([("partial", None)] if cleared else []))
         await self._write(None)
         await self._callback("on_close", self.symbol, s, price_close, self.backtest)
-        return await self._emit(TickClosed(*self._base(price, when), signal=s, close_reason=reason,  # type: ignore[return-value]
-                                           close_timestamp=when, pnl=pnl))
+        return await self._emit(result)  # type: ignore[return-value]
 
     # --- backtest fast path -----------------------------------------------------------------
 

@@ -4,6 +4,7 @@ import engine as bk
 from engine.events import clear_listeners
 from engine.risk import reset_risks
 from engine.runners.backtest import reset_backtests
+from engine.runners.live import reset_live
 
 
 @pytest.fixture(autouse=True)
@@ -16,6 +17,8 @@ def clean_engine(tmp_path, monkeypatch):
     clear_listeners()
     reset_risks()
     reset_backtests()
+    reset_live()
+    bk.set_persistence(None)
     yield
     clear_listeners()
     bk.clear_registry()

@@ -25,7 +25,7 @@ from ..context import Clock
 from ..events import bus
 from ..exchange.client import ExchangeClient
 from ..interval import MINUTE_MS, align, interval_ms, iso
-from ..persist import atomic_write
+from ..persist import atomic_write, safe_name
 from ..registry import get_exchange, get_frame, get_strategy, raise_problems, reference_problems
 from ..report import backtest_report
 from ..stats import BacktestStatistics, backtest_statistics
@@ -151,15 +151,11 @@ class Backtest:
     async def dump(symbol: str, *, strategy_name: str, path: str = "./dump/backtest") -> str:
         """Write the markdown report to ``{path}/{symbol}_{strategy_name}.md`` (atomically); returns the file."""
         report = await Backtest.get_report(symbol, strategy_name=strategy_name)
-        target = Path(path) / f"{_safe(symbol)}_{_safe(strategy_name)}.md"
+        target = Path(path) / f"{safe_name(symbol)}_{safe_name(strategy_name)}.md"
         return str(atomic_write(target, report.encode()))
 
 
 _background_tasks: set[asyncio.Task[Any]] = set()
-
-
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
 def reset_backtests() -> None:

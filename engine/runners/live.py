@@ -1,0 +1,358 @@
+"""The live runner (SEMANTICS.md sections 11 and 12).
+
+One tick per closed minute on the exchange's clock (the wall clock, or the
+replay exchange's accelerated one). After a tick that closes or cancels a
+signal the same minute is ticked again, so a new signal can be taken at once,
+as a backtest's next frame does: live and backtest give the same trades.
+
+State goes through a ``StateStore`` before each event (``engine/persist.py``),
+closed signals into the state dir's history (``engine/history.py``). Before
+the first state change of a tick the loop saves its cursor (that tick's
+time); a restarted run resumes at the cursor and ticks that minute again,
+which is safe: every step of a tick is idempotent once its state is saved.
+A failing tick is reported on ``listen_error`` and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ..context import WallClock
+from ..events import bus
+from ..exchange.client import ExchangeClient
+from ..feed import ExchangeFeed
+from ..history import SignalHistory, history_for
+from ..interval import iso
+from ..log import get_logger
+from ..partial import PartialState, PartialTracker
+from ..persist import StateStore, atomic_write, persistence_for, safe_name
+from ..registry import get_exchange, get_strategy, raise_problems, reference_problems
+from ..report import backtest_report
+from ..risk import RiskPosition
+from ..stats import BacktestStatistics, backtest_statistics
+from ..strategy import ClientStrategy
+from ..types import DoneEvent, ErrorEvent, SignalRow, TickClosed, TickResult
+
+DEFAULT_STATE_DIR = "./dump"
+LIFECYCLE = frozenset(("scheduled", "opened", "closed", "cancelled"))
+
+
+class StateConflict(RuntimeError):
+    """The state dir holds another exchange's signal for this symbol and strategy."""
+
+
+class LiveCursor(msgspec.Struct):
+    last_tick: int                 # the tick whose state changes began last
+    last_slot: int | None = None   # get_signal throttle slot as of that tick
+
+
+class LiveRunState(msgspec.Struct):
+    symbol: str
+    strategy_name: str
+    exchange_name: str
+    state_dir: str
+    status: str = "pending"        # pending | running | done | stopped | error
+    closed: list[TickClosed] = msgspec.field(default_factory=list)
+    strategy: Any = None
+    clock: Any = None
+    stop_requested: bool = False
+    last_tick: int | None = None
+    ticks: int = 0
+
+
+_runs: dict[tuple[str, str], LiveRunState] = {}
+_background_tasks: set[asyncio.Task[Any]] = set()
+
+
+class LiveSession:
+    """One live run's persistence: implements ``ClientStrategy``'s ``Persistence``."""
+
+    def __init__(self, state: LiveRunState):
+        self.state = state
+        self.key = f"{safe_name(state.symbol)}_{safe_name(state.strategy_name)}"
+        self.adapter = persistence_for(state.state_dir)
+        self.store = StateStore(self.adapter, self._report)
+        self.history: SignalHistory | None = None
+        self.unrecorded: list[TickClosed] = []     # closes whose history write failed, retried
+        self.tick_time: int | None = None
+        self.cursor_saved = False
+
+    def _report(self, exc: BaseException, where: str) -> None:
+        bus.report(exc, where=where, symbol=self.state.symbol, strategy_name=self.state.strategy_name,
+                   exchange_name=self.state.exchange_name, backtest=False)
+
+    async def open(self) -> None:
+        self.adapter.open()
+        try:
+            self.history = history_for(self.adapter.history_path()) if hasattr(self.adapter, "history_path") \
+                else history_for(f":memory:{id(self.adapter)}")
+            await self.history.open()
+        except BaseException:
+            self.adapter.close()
+            raise
+
+    async def close(self) -> None:
+        try:
+            if self.history is not None:
+                await self.history.close()
+        finally:
+            self.adapter.close()
+
+    # --- restore ---------------------------------------------------------------------------
+
+    async def restore(self, strategy: ClientStrategy) -> LiveCursor | None:
+        st = self.state
+        signal = self.store.load("signal", self.key, SignalRow | None)
+        scheduled = self.store.load("schedule", self.key, SignalRow | None)
+        for row in (signal, scheduled):
+            if row is not None and (row.strategy_name != st.strategy_name or row.exchange_name != st.exchange_name):
+                raise StateConflict(
+                    f"{self.adapter.describe('signal', self.key)}: the saved signal {row.id} belongs to "
+                    f"{row.strategy_name} on exchange {row.exchange_name!r}, not {st.strategy_name} on "
+                    f"{st.exchange_name!r}; resume it with --exchange {row.exchange_name} or use another --state-dir")
+        if signal is not None and scheduled is not None and scheduled.id == signal.id:
+            scheduled = None  # killed between saving the activated signal and clearing the schedule
+        partial = self.store.load("partial", self.key, dict[str, PartialState]) or {}
+        strategy.pending, strategy.scheduled = signal, scheduled
+        strategy.partial = PartialTracker({k: v for k, v in partial.items() if signal is not None and k == signal.id})
+        cursor = self.store.load("live", self.key, LiveCursor)
+        if cursor is not None:
+            strategy.last_slot = cursor.last_slot
+        for risk in strategy.risks:
+            if not risk.restored:
+                saved = self.store.load("risk", safe_name(risk.schema.risk_name), list[RiskPosition]) or []
+                for p in saved:
+                    risk.add(p.signal, strategy_name=p.strategy_name, exchange_name=p.exchange_name,
+                             symbol=p.symbol, when=p.opened_at)
+                risk.restored = True
+            # The signal file is the truth for this strategy's own slot (a kill may have come between them).
+            owner = {"strategy_name": st.strategy_name, "exchange_name": st.exchange_name, "symbol": st.symbol}
+            if signal is not None and not risk.has(**owner):
+                risk.add(signal, **owner, when=signal.pending_at or signal.scheduled_at)
+                self.store.save("risk", safe_name(risk.schema.risk_name), list(risk.positions.values()))
+            elif signal is None and risk.has(**owner):
+                risk.remove(**owner)
+                self.store.save("risk", safe_name(risk.schema.risk_name), list(risk.positions.values()))
+        assert self.history is not None
+        st.closed = await self.history.closed(st.symbol, st.strategy_name)
+        if signal is not None or scheduled is not None:
+            get_logger().info("btk: %s %s resumed from %s: open %s, scheduled %s", st.strategy_name, st.symbol,
+                              st.state_dir, signal.id if signal else "-", scheduled.id if scheduled else "-")
+        return cursor
+
+    # --- save ------------------------------------------------------------------------------
+
+    def begin_tick(self, when: int) -> None:
+        self.tick_time, self.cursor_saved = when, False
+        self.store.flush()
+
+    async def flush_history(self) -> None:
+        while self.unrecorded:
+            try:
+                await self._record(self.unrecorded[0])
+            except Exception:
+                return
+            self.unrecorded.pop(0)
+
+    async def _record(self, closed: TickClosed) -> None:
+        assert self.history is not None
+        await self.history.record(closed)
+
+    async def save(self, strategy: ClientStrategy, changes: tuple[tuple[str, Any], ...]) -> None:
+        if not self.cursor_saved and self.tick_time is not None:
+            self.cursor_saved = self.store.save("live", self.key, LiveCursor(self.tick_time, strategy.last_slot))
+        for kind, value in changes:
+            if kind in ("signal", "schedule"):
+                self.store.save(kind, self.key, value)
+            elif kind == "risk":
+                for risk in strategy.risks:
+                    self.store.save("risk", safe_name(risk.schema.risk_name), list(risk.positions.values()))
+            elif kind == "partial":
+                self.store.save("partial", self.key, strategy.partial.states)
+            elif kind == "closed":
+                self.state.closed.append(value)
+                try:
+                    if self.unrecorded:
+                        raise OSError("earlier closes are still waiting to be recorded")
+                    await self._record(value)
+                except Exception as exc:
+                    first = not self.unrecorded
+                    self.unrecorded.append(value)
+                    if first:
+                        self._report(OSError(f"could not record the close of {value.signal.id} in "
+                                             f"{self.adapter.history_path() if hasattr(self.adapter, 'history_path') else 'history'}: "
+                                             f"{exc}; kept in memory and retried every tick"), "history save")
+
+
+def _key(symbol: str, strategy_name: str) -> tuple[str, str]:
+    return (symbol, strategy_name)
+
+
+class Live:
+    """Live runs of a strategy on a symbol. One tick per closed minute; state in ``state_dir``."""
+
+    @staticmethod
+    async def run(symbol: str, *, strategy_name: str, exchange_name: str,
+                  state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR) -> AsyncIterator[TickResult]:
+        """Yield ``scheduled``, ``opened``, ``closed`` and ``cancelled`` results as they happen."""
+        ctx = {"symbol": symbol, "strategy_name": strategy_name, "exchange_name": exchange_name, "backtest": False}
+        state = LiveRunState(symbol, strategy_name, exchange_name, str(state_dir), status="running")
+        try:
+            if not isinstance(symbol, str) or not symbol:
+                raise ValueError(f"Live.run: symbol must be a non-empty string, got {symbol!r}")
+            raise_problems(reference_problems(strategy=strategy_name, exchange=exchange_name), "Live.run")
+            previous = _runs.get(_key(symbol, strategy_name))
+            if previous is not None and previous.status == "running":
+                raise RuntimeError(f"{strategy_name} is already running live on {symbol}")
+            _runs[_key(symbol, strategy_name)] = state
+            async for result in _run(state):
+                yield result
+        except (Exception, asyncio.CancelledError) as exc:
+            state.status = "error"
+            if not isinstance(exc, asyncio.CancelledError):
+                bus.report(exc, where="live", **ctx)
+            bus.exit.emit(ErrorEvent(error=exc, where="live", **ctx))  # type: ignore[attr-defined]
+            raise
+        finally:
+            if state.status == "running":
+                state.status = "stopped"
+
+    @staticmethod
+    def background(symbol: str, *, strategy_name: str, exchange_name: str,
+                   state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR) -> Callable[[], None]:
+        """Start the run as a task; returns a function that stops it gracefully. Never raises:
+        it reports through ``listen_error``, ``listen_exit`` and ``listen_done_live``."""
+
+        async def consume() -> None:
+            try:
+                async for _ in Live.run(symbol, strategy_name=strategy_name, exchange_name=exchange_name,
+                                        state_dir=state_dir):
+                    pass
+            except (Exception, asyncio.CancelledError):
+                pass  # already reported
+
+        task = asyncio.get_running_loop().create_task(consume(), name=f"btk-live-{symbol}-{strategy_name}")
+        _background_tasks.add(task)
+        task.add_done_callback(_background_tasks.discard)
+        return lambda: Live.stop(symbol, strategy_name=strategy_name)
+
+    @staticmethod
+    def stop(symbol: str, *, strategy_name: str) -> None:
+        """No new signals; a scheduled one is cancelled; an open position is watched until it closes."""
+        state = _runs.get(_key(symbol, strategy_name))
+        if state is None:
+            return
+        state.stop_requested = True
+        if state.strategy is not None:
+            state.strategy.stop()
+        wake = getattr(state.clock, "wake", None)
+        if wake is not None:
+            wake.set()
+
+    @staticmethod
+    def list() -> list[dict[str, Any]]:
+        return [{"symbol": s.symbol, "strategy_name": s.strategy_name, "exchange_name": s.exchange_name,
+                 "state_dir": s.state_dir, "status": s.status, "last_tick": s.last_tick,
+                 "open": s.strategy is not None and s.strategy.pending is not None,
+                 "scheduled": s.strategy is not None and s.strategy.scheduled is not None} for s in _runs.values()]
+
+    @staticmethod
+    async def get_data(symbol: str, *, strategy_name: str) -> BacktestStatistics:
+        """Statistics of the run's closed signals, including those of earlier runs in the same state dir."""
+        state = _runs.get(_key(symbol, strategy_name))
+        return backtest_statistics(state.closed if state else [])
+
+    @staticmethod
+    async def get_report(symbol: str, *, strategy_name: str) -> str:
+        state = _runs.get(_key(symbol, strategy_name))
+        return backtest_report(backtest_statistics(state.closed if state else []), symbol=symbol,
+                               strategy_name=strategy_name, exchange_name=state.exchange_name if state else "",
+                               frame_name="live")
+
+    @staticmethod
+    async def dump(symbol: str, *, strategy_name: str, path: str = "./dump/live") -> str:
+        report = await Live.get_report(symbol, strategy_name=strategy_name)
+        target = Path(path) / f"{safe_name(symbol)}_{safe_name(strategy_name)}.md"
+        return str(atomic_write(target, report.encode()))
+
+
+def reset_live() -> None:
+    """Forget finished runs (tests, reloading a workspace)."""
+    for key in [k for k, s in _runs.items() if s.status != "running"]:
+        del _runs[key]
+
+
+async def _make_clock(exchange: Any, symbol: str) -> Any:
+    if exchange.live_clock is None:
+        return WallClock()
+    clock = exchange.live_clock(symbol)
+    return await clock if inspect.isawaitable(clock) else clock
+
+
+async def _run(state: LiveRunState) -> AsyncIterator[TickResult]:
+    exchange = get_exchange(state.exchange_name)
+    schema = get_strategy(state.strategy_name)
+    clock = await _make_clock(exchange, state.symbol)
+    state.clock = clock
+    session = LiveSession(state)
+    await session.open()
+    try:
+        strategy = ClientStrategy(schema, symbol=state.symbol, exchange_name=state.exchange_name, frame_name="",
+                                  feed=ExchangeFeed(ExchangeClient(exchange)), clock=clock, backtest=False,
+                                  persistence=session)
+        state.strategy = strategy
+        cursor = await session.restore(strategy)
+        if state.stop_requested:
+            strategy.stop()
+        now = await clock.first(cursor.last_tick if cursor is not None else None)
+        restored = True
+        while now is not None:
+            state.last_tick = now
+            session.begin_tick(now)
+            await session.flush_history()
+            if restored:
+                restored = False
+                await _restored_callbacks(strategy, now)
+            try:
+                result = await strategy.tick()
+                state.ticks += 1
+                if result.action in LIFECYCLE:
+                    yield result
+                if result.action in ("closed", "cancelled"):
+                    result = await strategy.tick()  # the same minute again: a new signal may be taken now
+                    if result.action in LIFECYCLE:
+                        yield result
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                bus.report(exc, where=f"live tick at {iso(now)} (retried next minute)", symbol=state.symbol,
+                           strategy_name=state.strategy_name, exchange_name=state.exchange_name, backtest=False)
+            if state.stop_requested and strategy.pending is None and strategy.scheduled is None:
+                break
+            now = await clock.next()
+        state.status = "stopped" if state.stop_requested else "done"
+        bus.done_live.emit(DoneEvent(state.symbol, state.strategy_name, state.exchange_name, "", False))  # type: ignore[attr-defined]
+    finally:
+        await session.close()
+
+
+async def _restored_callbacks(strategy: ClientStrategy, now: int) -> None:
+    """``on_active`` / ``on_schedule`` for what a restart brought back (SEMANTICS.md 11)."""
+    if strategy.pending is None and strategy.scheduled is None:
+        return
+    try:
+        price = await strategy.feed.average_price(strategy.symbol, now)
+    except Exception:
+        price = math.nan  # the first tick will report the exchange's problem
+    if strategy.pending is not None:
+        await strategy._callback("on_active", strategy.symbol, strategy.pending, price, False)
+    if strategy.scheduled is not None:
+        await strategy._callback("on_schedule", strategy.symbol, strategy.scheduled, price, False)
