@@ -8,6 +8,8 @@ every close exactly once, whatever was killed when.
 
 from __future__ import annotations
 
+import asyncio
+
 import aiosqlite
 import msgspec
 
@@ -30,17 +32,25 @@ class SignalHistory:
         self.path = path
         self._db: aiosqlite.Connection | None = None
         self._users = 0
+        self._opening = asyncio.Lock()   # two runs starting together share one connection
 
     async def open(self) -> None:
         self._users += 1
-        if self._db is None:
+        async with self._opening:
+            if self._db is not None:
+                return
             memory = self.path.startswith(":memory:")
             db = await aiosqlite.connect(":memory:" if memory else self.path)
-            if not memory:
-                await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=FULL")   # a recorded close survives power loss
-            await db.executescript(SCHEMA)
-            await db.commit()
+            try:
+                if not memory:
+                    await db.execute("PRAGMA journal_mode=WAL")
+                await db.execute("PRAGMA synchronous=FULL")   # a recorded close survives power loss
+                await db.executescript(SCHEMA)
+                await db.commit()
+            except BaseException:
+                self._users -= 1
+                await db.close()
+                raise
             self._db = db
 
     async def close(self) -> None:

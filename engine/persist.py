@@ -250,11 +250,18 @@ class StateStore:
             return None
 
     def save(self, domain: str, key: str, value: Any) -> bool:
-        """Write now; on failure keep the value for ``flush`` and report (once per failing entry)."""
+        """Write now; on failure keep the value for ``flush`` and report (once per failing entry).
+
+        While earlier writes wait to be retried, later ones wait behind them: the disk
+        always sees the writes in the order they were made (an activated signal is saved
+        before its schedule is cleared, a close is recorded before the signal is)."""
         data = self._encoder.encode(value)
         entry = (domain, key)
         first_failure = entry not in self.failed
         self.failed.pop(entry, None)
+        if self.failed:
+            self.failed[entry] = data
+            return False
         try:
             self.adapter.write(domain, key, data)
             return True
@@ -265,6 +272,12 @@ class StateStore:
                                          f"{e.strerror or e}; the previous file is intact, btk goes on with the state "
                                          "in memory and retries the write every tick"), "persist save")
             return False
+
+    def defer(self, domain: str, key: str, value: Any) -> None:
+        """Queue a write behind the ones waiting (used while a close waits to be recorded)."""
+        entry = (domain, key)
+        self.failed.pop(entry, None)
+        self.failed[entry] = self._encoder.encode(value)
 
     def flush(self) -> bool:
         """Retry failed writes, oldest first. True when nothing is left to write."""

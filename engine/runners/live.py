@@ -51,7 +51,7 @@ class StateConflict(RuntimeError):
 
 class LiveCursor(msgspec.Struct):
     last_tick: int                 # the tick whose state changes began last
-    last_slot: int | None = None   # get_signal throttle slot as of that tick
+    last_slot: int | None = None   # get_signal throttle slot as that tick began
 
 
 class LiveRunState(msgspec.Struct):
@@ -83,6 +83,7 @@ class LiveSession:
         self.history: SignalHistory | None = None
         self.unrecorded: list[TickClosed] = []     # closes whose history write failed, retried
         self.tick_time: int | None = None
+        self.tick_slot: int | None = None
         self.cursor_saved = False
 
     def _report(self, exc: BaseException, where: str) -> None:
@@ -150,9 +151,12 @@ class LiveSession:
 
     # --- save ------------------------------------------------------------------------------
 
-    def begin_tick(self, when: int) -> None:
-        self.tick_time, self.cursor_saved = when, False
-        self.store.flush()
+    def begin_tick(self, when: int, last_slot: int | None) -> None:
+        # The slot as the tick begins: a tick re-run after a restart must ask get_signal again if
+        # the first run asked it but died before saving what it answered.
+        self.tick_time, self.tick_slot, self.cursor_saved = when, last_slot, False
+        if not self.unrecorded:
+            self.store.flush()
 
     async def flush_history(self) -> None:
         while self.unrecorded:
@@ -167,29 +171,42 @@ class LiveSession:
         await self.history.record(closed)
 
     async def save(self, strategy: ClientStrategy, changes: tuple[tuple[str, Any], ...]) -> None:
+        writes: list[tuple[str, str, Any]] = []
         if not self.cursor_saved and self.tick_time is not None:
-            self.cursor_saved = self.store.save("live", self.key, LiveCursor(self.tick_time, strategy.last_slot))
+            writes.append(("live", self.key, LiveCursor(self.tick_time, self.tick_slot)))
+            self.cursor_saved = True
         for kind, value in changes:
             if kind in ("signal", "schedule"):
-                self.store.save(kind, self.key, value)
+                writes.append((kind, self.key, value))
             elif kind == "risk":
-                for risk in strategy.risks:
-                    self.store.save("risk", safe_name(risk.schema.risk_name), list(risk.positions.values()))
+                writes += [("risk", safe_name(r.schema.risk_name), list(r.positions.values())) for r in strategy.risks]
             elif kind == "partial":
-                self.store.save("partial", self.key, strategy.partial.states)
+                writes.append(("partial", self.key, strategy.partial.states))
             elif kind == "closed":
+                self._write_all(writes)
+                writes = []
                 self.state.closed.append(value)
-                try:
-                    if self.unrecorded:
-                        raise OSError("earlier closes are still waiting to be recorded")
-                    await self._record(value)
-                except Exception as exc:
-                    first = not self.unrecorded
-                    self.unrecorded.append(value)
-                    if first:
-                        self._report(OSError(f"could not record the close of {value.signal.id} in "
-                                             f"{self.adapter.history_path() if hasattr(self.adapter, 'history_path') else 'history'}: "
-                                             f"{exc}; kept in memory and retried every tick"), "history save")
+                await self._record_close(value)
+        self._write_all(writes)
+
+    def _write_all(self, writes: list[tuple[str, str, Any]]) -> None:
+        for domain, key, value in writes:
+            if self.unrecorded:   # a close waits to be recorded: nothing may be written after it yet
+                self.store.defer(domain, key, value)
+            else:
+                self.store.save(domain, key, value)
+
+    async def _record_close(self, closed: TickClosed) -> None:
+        if not self.unrecorded:
+            try:
+                await self._record(closed)
+                return
+            except Exception as exc:
+                where = self.adapter.history_path() if hasattr(self.adapter, "history_path") else "history"
+                self._report(OSError(f"could not record the close of {closed.signal.id} in {where}: {exc}; "
+                                     "it is kept in memory, state writes wait behind it, and both are retried "
+                                     "every tick"), "history save")
+        self.unrecorded.append(closed)
 
 
 def _key(symbol: str, strategy_name: str) -> tuple[str, str]:
@@ -316,8 +333,8 @@ async def _run(state: LiveRunState) -> AsyncIterator[TickResult]:
         restored = True
         while now is not None:
             state.last_tick = now
-            session.begin_tick(now)
             await session.flush_history()
+            session.begin_tick(now, strategy.last_slot)
             if restored:
                 restored = False
                 await _restored_callbacks(strategy, now)
