@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +23,12 @@ from engine.store import (CandleFileError, connect, default_store_path, import_c
 from engine.exchange.bundled import ensure_seeded
 
 from .progress import ProgressBar
+from .usage import UsageError, parse_time
 from .workspace import WorkspaceError, open_workspace
 
 # Default frame over stored data: skip a day of warm-up (indicator history), and stop one
 # minute before the last candle, which closes any position still open (time_expired).
 DEFAULT_WARMUP_MINUTES = 1440
-
-
-class UsageError(Exception):
-    """Bad arguments: exit status 2."""
-
-
-def parse_time(text: str, flag: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"{flag} {text!r}: expected an ISO date or time such as 2023-03-05 or 2023-03-05T12:00") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def build_parser() -> argparse.ArgumentParser:

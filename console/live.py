@@ -17,7 +17,7 @@ from typing import Any, TextIO
 import engine as bk
 from engine.interval import iso, to_ms
 
-from .cli import UsageError, parse_time
+from .usage import UsageError, parse_time
 
 
 def _exchange_for(args: argparse.Namespace, store: Path) -> str:

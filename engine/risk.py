@@ -11,7 +11,6 @@ closes, so limits hold across strategies, symbols and concurrent runs.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from typing import Any
 
 import msgspec

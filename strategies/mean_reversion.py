@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import numpy as np
 
 import engine as bk
 

@@ -3,7 +3,6 @@
 import asyncio
 from datetime import datetime
 
-import numpy as np
 import pytest
 
 import engine as bk

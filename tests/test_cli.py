@@ -135,3 +135,30 @@ async def test_store_exchange_fills_gaps_and_aggregates(tmp_path):
     assert five.open.tolist() == [10, 15] and five.close.tolist() == [14.5, 19.5] and five.high.tolist() == [15, 20]
     with pytest.raises(LookupError, match="stored candles cover"):
         await ex.get_candles("AAA", "1m", to_datetime(T0_MS - 60_000), 5)
+
+
+def test_live_replay_prints_a_status_line_per_tick_and_a_restart_resumes_from_the_state_dir(home, tmp_path):
+    state = tmp_path / "state"
+    args = ("live", "sma_cross", "--symbol", "BTCUSDT", "--speed", "0", "--from", "2023-03-02T00:00",
+            "--to", "2023-03-02T12:00", "--state-dir", str(state))
+    out = btk(*args, home=home)
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    assert sum("BTCUSDT sma_cross  vwap" in line for line in lines) >= 600           # one per quiet tick
+    opened = [line for line in lines if " OPENED " in line]
+    closed = [line for line in lines if " CLOSED " in line]
+    assert opened and closed and "pnl" in closed[0]
+    assert f"ended: {len(closed)} closed signal(s) in {state}" in lines[-1]
+    assert (state / "history.sqlite").exists() and (state / "live_BTCUSDT_sma_cross.json").exists()
+    again = btk(*args, home=home)    # resumes at the saved cursor: nothing is closed twice
+    assert again.returncode == 0, again.stderr
+    assert " CLOSED " not in again.stderr and f"ended: {len(closed)} closed signal(s)" in again.stderr
+
+
+def test_live_rejects_bad_arguments_with_a_reason(home, tmp_path):
+    out = btk("live", "sma_cross", "--exchange", "nosuchexchange", home=home)
+    assert out.returncode == 2 and "unknown exchange 'nosuchexchange'" in out.stderr
+    out = btk("live", "sma_cross", "--speed", "-1", "--state-dir", str(tmp_path), home=home)
+    assert out.returncode == 2 and "speed must be a number >= 0" in out.stderr
+    out = btk("live", "nosuch", home=home)
+    assert out.returncode == 2 and "unknown strategy 'nosuch'" in out.stderr

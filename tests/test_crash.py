@@ -22,7 +22,6 @@ from collections import Counter
 from pathlib import Path
 
 import msgspec
-import pytest
 
 import engine as bk
 from engine.exchange.bundled import ensure_seeded

@@ -16,6 +16,7 @@ the ``ccxt`` logger masks them.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -67,7 +68,7 @@ _redact = _Redact()
 
 def _guard_ccxt_loggers() -> None:
     """Logger filters are not inherited: put the mask on every ccxt logger that exists."""
-    import ccxt.async_support  # noqa: F401  (creates ccxt's module loggers)
+    importlib.import_module("ccxt.async_support")   # creates ccxt's module loggers
     names = ["ccxt", "ccxt.base.exchange", "ccxt.async_support.base.exchange"]
     names += [n for n in logging.root.manager.loggerDict if n.startswith("ccxt.")]
     for name in names:
