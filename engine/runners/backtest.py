@@ -30,7 +30,8 @@ from ..registry import get_exchange, get_frame, get_strategy, raise_problems, re
 from ..report import backtest_report
 from ..stats import BacktestStatistics, backtest_statistics
 from ..strategy import ClientStrategy
-from ..types import BacktestProgressEvent, DoneEvent, ErrorEvent, PerformanceEvent, TickClosed, TickResult
+from ..types import BacktestProgressEvent, DoneEvent, PerformanceEvent, TickClosed, TickResult
+from .supervise import start_background, supervised
 
 # Progress is reported about this many times per run (plus the final 1.0): one event per
 # frame would cost more than the frames themselves on fast strategies.
@@ -73,52 +74,24 @@ class Backtest:
     """Backtests of a strategy on a symbol over a frame. Results are kept per (symbol, strategy)."""
 
     @staticmethod
-    async def run(symbol: str, *, strategy_name: str, exchange_name: str, frame_name: str) -> AsyncIterator[TickResult]:
+    def run(symbol: str, *, strategy_name: str, exchange_name: str, frame_name: str) -> AsyncIterator[TickResult]:
         """Yield ``scheduled``, ``opened``, ``closed`` and ``cancelled`` results as the backtest goes."""
         ctx = {"symbol": symbol, "strategy_name": strategy_name, "exchange_name": exchange_name,
                "frame_name": frame_name, "backtest": True}
         state = RunState(symbol, strategy_name, exchange_name, frame_name, status="running")
-        try:
-            if not isinstance(symbol, str) or not symbol:
-                raise ValueError(f"Backtest.run: symbol must be a non-empty string, got {symbol!r}")
+
+        def check() -> None:
             raise_problems(reference_problems(strategy=strategy_name, exchange=exchange_name, frame=frame_name),
                            "Backtest.run")
-            previous = _runs.get(_key(symbol, strategy_name))
-            if previous is not None and previous.status == "running":
-                raise RuntimeError(f"a backtest of {strategy_name} on {symbol} is already running")
-            _runs[_key(symbol, strategy_name)] = state
-            async for result in _run(state):
-                yield result
-        except (Exception, asyncio.CancelledError) as exc:
-            state.status = "error"
-            if not isinstance(exc, asyncio.CancelledError):
-                bus.report(exc, where="backtest", **ctx)
-            bus.exit.emit(ErrorEvent(error=exc, where="backtest", **ctx))  # type: ignore[attr-defined]
-            raise
-        finally:
-            if state.status == "running":  # the consumer stopped iterating early
-                state.status = "stopped"
+        return supervised("Backtest.run", state, _runs, _key(symbol, strategy_name), ctx, check, lambda: _run(state))
 
     @staticmethod
     def background(symbol: str, *, strategy_name: str, exchange_name: str, frame_name: str) -> Callable[[], None]:
         """Start the backtest as a task; returns a function that stops it. Never raises: it reports
         through the same events (``listen_error``, ``listen_exit``, ``listen_done_backtest``)."""
-
-        async def consume() -> None:
-            try:
-                async for _ in Backtest.run(symbol, strategy_name=strategy_name, exchange_name=exchange_name,
-                                            frame_name=frame_name):
-                    pass
-            except (Exception, asyncio.CancelledError):
-                pass  # already reported on listen_error / listen_exit
-
-        task = asyncio.get_running_loop().create_task(consume(), name=f"btk-backtest-{symbol}-{strategy_name}")
-        _background_tasks.add(task)
-        task.add_done_callback(_background_tasks.discard)
-
-        def cancel() -> None:
-            Backtest.stop(symbol, strategy_name=strategy_name)
-        return cancel
+        start_background(Backtest.run(symbol, strategy_name=strategy_name, exchange_name=exchange_name,
+                                      frame_name=frame_name), f"btk-backtest-{symbol}-{strategy_name}")
+        return lambda: Backtest.stop(symbol, strategy_name=strategy_name)
 
     @staticmethod
     def stop(symbol: str, *, strategy_name: str) -> None:
@@ -153,9 +126,6 @@ class Backtest:
         report = await Backtest.get_report(symbol, strategy_name=strategy_name)
         target = Path(path) / f"{safe_name(symbol)}_{safe_name(strategy_name)}.md"
         return str(atomic_write(target, report.encode()))
-
-
-_background_tasks: set[asyncio.Task[Any]] = set()
 
 
 def reset_backtests() -> None:

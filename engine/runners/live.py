@@ -39,7 +39,8 @@ from ..report import backtest_report
 from ..risk import RiskPosition
 from ..stats import BacktestStatistics, backtest_statistics
 from ..strategy import ClientStrategy
-from ..types import DoneEvent, ErrorEvent, SignalRow, TickClosed, TickResult
+from ..types import DoneEvent, SignalRow, TickClosed, TickResult
+from .supervise import start_background, supervised
 
 DEFAULT_STATE_DIR = "./dump"
 LIFECYCLE = frozenset(("scheduled", "opened", "closed", "cancelled"))
@@ -69,7 +70,6 @@ class LiveRunState(msgspec.Struct):
 
 
 _runs: dict[tuple[str, str], LiveRunState] = {}
-_background_tasks: set[asyncio.Task[Any]] = set()
 
 
 class LiveSession:
@@ -217,48 +217,23 @@ class Live:
     """Live runs of a strategy on a symbol. One tick per closed minute; state in ``state_dir``."""
 
     @staticmethod
-    async def run(symbol: str, *, strategy_name: str, exchange_name: str,
+    def run(symbol: str, *, strategy_name: str, exchange_name: str,
                   state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR) -> AsyncIterator[TickResult]:
         """Yield ``scheduled``, ``opened``, ``closed`` and ``cancelled`` results as they happen."""
         ctx = {"symbol": symbol, "strategy_name": strategy_name, "exchange_name": exchange_name, "backtest": False}
         state = LiveRunState(symbol, strategy_name, exchange_name, str(state_dir), status="running")
-        try:
-            if not isinstance(symbol, str) or not symbol:
-                raise ValueError(f"Live.run: symbol must be a non-empty string, got {symbol!r}")
+
+        def check() -> None:
             raise_problems(reference_problems(strategy=strategy_name, exchange=exchange_name), "Live.run")
-            previous = _runs.get(_key(symbol, strategy_name))
-            if previous is not None and previous.status == "running":
-                raise RuntimeError(f"{strategy_name} is already running live on {symbol}")
-            _runs[_key(symbol, strategy_name)] = state
-            async for result in _run(state):
-                yield result
-        except (Exception, asyncio.CancelledError) as exc:
-            state.status = "error"
-            if not isinstance(exc, asyncio.CancelledError):
-                bus.report(exc, where="live", **ctx)
-            bus.exit.emit(ErrorEvent(error=exc, where="live", **ctx))  # type: ignore[attr-defined]
-            raise
-        finally:
-            if state.status == "running":
-                state.status = "stopped"
+        return supervised("Live.run", state, _runs, _key(symbol, strategy_name), ctx, check, lambda: _run(state))
 
     @staticmethod
     def background(symbol: str, *, strategy_name: str, exchange_name: str,
                    state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR) -> Callable[[], None]:
         """Start the run as a task; returns a function that stops it gracefully. Never raises:
         it reports through ``listen_error``, ``listen_exit`` and ``listen_done_live``."""
-
-        async def consume() -> None:
-            try:
-                async for _ in Live.run(symbol, strategy_name=strategy_name, exchange_name=exchange_name,
-                                        state_dir=state_dir):
-                    pass
-            except (Exception, asyncio.CancelledError):
-                pass  # already reported
-
-        task = asyncio.get_running_loop().create_task(consume(), name=f"btk-live-{symbol}-{strategy_name}")
-        _background_tasks.add(task)
-        task.add_done_callback(_background_tasks.discard)
+        start_background(Live.run(symbol, strategy_name=strategy_name, exchange_name=exchange_name,
+                                  state_dir=state_dir), f"btk-live-{symbol}-{strategy_name}")
         return lambda: Live.stop(symbol, strategy_name=strategy_name)
 
     @staticmethod

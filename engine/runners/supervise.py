@@ -1,0 +1,54 @@
+"""What every runner does around its loop: one run per (symbol, strategy), errors and exits
+reported on the bus, background tasks that never raise."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from ..events import bus
+from ..types import ErrorEvent
+
+_background_tasks: set[asyncio.Task[Any]] = set()
+
+
+async def supervised(where: str, state: Any, runs: dict, key: tuple[str, str], ctx: dict[str, Any],
+                     check: Callable[[], None], loop: Callable[[], AsyncIterator[Any]]) -> AsyncIterator[Any]:
+    """Run ``loop()`` as run ``key``: ``check()`` first; any error -> ``listen_error`` (unless
+    cancelled) and ``listen_exit``, status ``error``; a consumer that stops early -> ``stopped``."""
+    try:
+        if not isinstance(ctx["symbol"], str) or not ctx["symbol"]:
+            raise ValueError(f"{where}: symbol must be a non-empty string, got {ctx['symbol']!r}")
+        check()
+        previous = runs.get(key)
+        if previous is not None and previous.status == "running":
+            raise RuntimeError(f"{where}: {ctx['strategy_name']} on {ctx['symbol']} is already running")
+        runs[key] = state
+        async for result in loop():
+            yield result
+    except (Exception, asyncio.CancelledError) as exc:
+        state.status = "error"
+        name = where.split(".")[0].lower()
+        if not isinstance(exc, asyncio.CancelledError):
+            bus.report(exc, where=name, **ctx)
+        bus.exit.emit(ErrorEvent(error=exc, where=name, **ctx))  # type: ignore[attr-defined]
+        raise
+    finally:
+        if state.status == "running":
+            state.status = "stopped"
+
+
+def start_background(results: AsyncIterator[Any], name: str) -> None:
+    """Consume ``results`` in a task that never raises (the run reports through the bus)."""
+
+    async def consume() -> None:
+        try:
+            async for _ in results:
+                pass
+        except (Exception, asyncio.CancelledError):
+            pass  # already reported on listen_error / listen_exit
+
+    task = asyncio.get_running_loop().create_task(consume(), name=name)
+    _background_tasks.add(task)
+    task.add_done_callback(_background_tasks.discard)
