@@ -194,7 +194,8 @@ def _failing(monkeypatch, step, err):
 
 
 @pytest.mark.parametrize("step, err", [("mkstemp", errno.EACCES), ("fsync", errno.ENOSPC),
-                                       ("replace", errno.EIO), ("mkstemp", errno.ENOSPC)])
+                                       ("replace", errno.EIO), ("mkstemp", errno.ENOSPC),
+                                       ("replace", errno.ENOSPC), ("fsync", errno.EIO)])
 async def test_a_failing_write_keeps_the_old_file_reports_once_and_is_retried_next_tick(tmp_path, monkeypatch,
                                                                                          step, err):
     replay(steps((100, 30), (112, 30)))
