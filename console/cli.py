@@ -17,8 +17,8 @@ import msgspec
 
 import engine as bk
 from engine.interval import MINUTE_MS, interval_ms, iso, to_ms
-from engine.store import (CandleFileError, connect, default_store_path, import_candles, read_candle_file,
-                          series_summary, summaries)
+from engine.store import (DEFAULT_WARMUP_MINUTES, CandleFileError, connect, default_store_path, import_candles,
+                          read_candle_file, series_summary, summaries)
 
 from engine.exchange.bundled import ensure_seeded
 
@@ -26,9 +26,8 @@ from .progress import ProgressBar
 from .usage import UsageError, parse_time
 from .workspace import WorkspaceError, open_workspace
 
-# Default frame over stored data: skip a day of warm-up (indicator history), and stop one
-# minute before the last candle, which closes any position still open (time_expired).
-DEFAULT_WARMUP_MINUTES = 1440
+# The default frame over stored data stops one minute before the last candle, which closes any
+# position still open (time_expired); it starts after DEFAULT_WARMUP_MINUTES.
 
 
 def build_parser() -> argparse.ArgumentParser:

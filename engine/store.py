@@ -32,6 +32,9 @@ CREATE TABLE IF NOT EXISTS candles (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 CSV_HEADER = ["timestamp_ms", "open", "high", "low", "close", "volume"]
+# Spans over stored data (default backtest frame, replay start) begin this long after the first
+# candle, so indicators have history.
+DEFAULT_WARMUP_MINUTES = 24 * 60
 
 
 class CandleFileError(ValueError):

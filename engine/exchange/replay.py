@@ -20,13 +20,11 @@ import engine.registry as registry
 
 from ..context import Clock
 from ..interval import MINUTE_MS, interval_ms, iso, to_ms
-from ..store import connect, default_store_path, series_summary
+from ..store import DEFAULT_WARMUP_MINUTES, connect, default_store_path, series_summary
 from ..types import Candles
 from .bundled import BUNDLED, CandlesUnavailable, StoreExchange, aggregate, ensure_seeded
 
 REPLAY = "replay"
-# With no start given, replay begins this long after the first stored candle (indicator warm-up).
-DEFAULT_WARMUP_MINUTES = 24 * 60
 
 
 class ReplayClock(Clock):

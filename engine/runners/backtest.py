@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -25,13 +24,11 @@ from ..context import Clock
 from ..events import bus
 from ..exchange.client import ExchangeClient
 from ..interval import MINUTE_MS, align, interval_ms, iso
-from ..persist import atomic_write, safe_name
 from ..registry import get_exchange, get_frame, get_strategy, raise_problems, reference_problems
-from ..report import backtest_report
 from ..stats import BacktestStatistics, backtest_statistics
 from ..strategy import ClientStrategy
 from ..types import BacktestProgressEvent, DoneEvent, PerformanceEvent, TickClosed, TickResult
-from .supervise import start_background, supervised
+from .supervise import run_report, start_background, supervised, write_report
 
 # Progress is reported about this many times per run (plus the final 1.0): one event per
 # frame would cost more than the frames themselves on fast strategies.
@@ -115,17 +112,13 @@ class Backtest:
     @staticmethod
     async def get_report(symbol: str, *, strategy_name: str) -> str:
         state = _runs.get(_key(symbol, strategy_name))
-        stats = backtest_statistics(state.closed if state else [])
-        return backtest_report(stats, symbol=symbol, strategy_name=strategy_name,
-                               exchange_name=state.exchange_name if state else "",
-                               frame_name=state.frame_name if state else "")
+        return run_report(state, symbol, strategy_name, frame_name=state.frame_name if state else "")
 
     @staticmethod
     async def dump(symbol: str, *, strategy_name: str, path: str = "./dump/backtest") -> str:
         """Write the markdown report to ``{path}/{symbol}_{strategy_name}.md`` (atomically); returns the file."""
-        report = await Backtest.get_report(symbol, strategy_name=strategy_name)
-        target = Path(path) / f"{safe_name(symbol)}_{safe_name(strategy_name)}.md"
-        return str(atomic_write(target, report.encode()))
+        return write_report(await Backtest.get_report(symbol, strategy_name=strategy_name), path, symbol,
+                            strategy_name)
 
 
 def reset_backtests() -> None:

@@ -20,7 +20,6 @@ import inspect
 import math
 import os
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -33,14 +32,13 @@ from ..history import SignalHistory, history_for
 from ..interval import iso
 from ..log import get_logger
 from ..partial import PartialState, PartialTracker
-from ..persist import StateStore, atomic_write, persistence_for, safe_name
+from ..persist import StateStore, persistence_for, safe_name
 from ..registry import get_exchange, get_strategy, raise_problems, reference_problems
-from ..report import backtest_report
 from ..risk import RiskPosition
 from ..stats import BacktestStatistics, backtest_statistics
 from ..strategy import ClientStrategy
 from ..types import DoneEvent, SignalRow, TickClosed, TickResult
-from .supervise import start_background, supervised
+from .supervise import run_report, start_background, supervised, write_report
 
 DEFAULT_STATE_DIR = "./dump"
 LIFECYCLE = frozenset(("scheduled", "opened", "closed", "cancelled"))
@@ -81,6 +79,9 @@ class LiveSession:
         self.adapter = persistence_for(state.state_dir)
         self.store = StateStore(self.adapter, self._report)
         self.history: SignalHistory | None = None
+        # An adapter without a history file (a custom one) keeps closed signals in memory.
+        path = getattr(self.adapter, "history_path", None)
+        self.history_path = path() if path is not None else f":memory:{id(self.adapter)}"
         self.unrecorded: list[TickClosed] = []     # closes whose history write failed, retried
         self.tick_time: int | None = None
         self.tick_slot: int | None = None
@@ -93,8 +94,7 @@ class LiveSession:
     async def open(self) -> None:
         self.adapter.open()
         try:
-            self.history = history_for(self.adapter.history_path()) if hasattr(self.adapter, "history_path") \
-                else history_for(f":memory:{id(self.adapter)}")
+            self.history = history_for(self.history_path)
             await self.history.open()
         except BaseException:
             self.adapter.close()
@@ -202,8 +202,7 @@ class LiveSession:
                 await self._record(closed)
                 return
             except Exception as exc:
-                where = self.adapter.history_path() if hasattr(self.adapter, "history_path") else "history"
-                self._report(OSError(f"could not record the close of {closed.signal.id} in {where}: {exc}; "
+                self._report(OSError(f"could not record the close of {closed.signal.id} in {self.history_path}: {exc}; "
                                      "it is kept in memory, state writes wait behind it, and both are retried "
                                      "every tick"), "history save")
         self.unrecorded.append(closed)
@@ -264,16 +263,11 @@ class Live:
 
     @staticmethod
     async def get_report(symbol: str, *, strategy_name: str) -> str:
-        state = _runs.get(_key(symbol, strategy_name))
-        return backtest_report(backtest_statistics(state.closed if state else []), symbol=symbol,
-                               strategy_name=strategy_name, exchange_name=state.exchange_name if state else "",
-                               frame_name="live")
+        return run_report(_runs.get(_key(symbol, strategy_name)), symbol, strategy_name, frame_name="live")
 
     @staticmethod
     async def dump(symbol: str, *, strategy_name: str, path: str = "./dump/live") -> str:
-        report = await Live.get_report(symbol, strategy_name=strategy_name)
-        target = Path(path) / f"{safe_name(symbol)}_{safe_name(strategy_name)}.md"
-        return str(atomic_write(target, report.encode()))
+        return write_report(await Live.get_report(symbol, strategy_name=strategy_name), path, symbol, strategy_name)
 
 
 def reset_live() -> None:

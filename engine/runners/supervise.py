@@ -1,5 +1,5 @@
 """What every runner does around its loop: one run per (symbol, strategy), errors and exits
-reported on the bus, background tasks that never raise."""
+reported on the bus, background tasks that never raise, the report of its closed signals."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from pathlib import Path
+
 from ..events import bus
+from ..persist import atomic_write, safe_name
+from ..report import backtest_report
+from ..stats import backtest_statistics
 from ..types import ErrorEvent
 
 _background_tasks: set[asyncio.Task[Any]] = set()
@@ -52,3 +57,15 @@ def start_background(results: AsyncIterator[Any], name: str) -> None:
     task = asyncio.get_running_loop().create_task(consume(), name=name)
     _background_tasks.add(task)
     task.add_done_callback(_background_tasks.discard)
+
+
+def run_report(state: Any, symbol: str, strategy_name: str, *, frame_name: str) -> str:
+    """The markdown report of a run's closed signals (an empty one when there is no such run)."""
+    return backtest_report(backtest_statistics(state.closed if state else []), symbol=symbol,
+                           strategy_name=strategy_name, exchange_name=state.exchange_name if state else "",
+                           frame_name=frame_name)
+
+
+def write_report(report: str, path: str, symbol: str, strategy_name: str) -> str:
+    """``{path}/{symbol}_{strategy_name}.md``, written atomically; returns the file."""
+    return str(atomic_write(Path(path) / f"{safe_name(symbol)}_{safe_name(strategy_name)}.md", report.encode()))
