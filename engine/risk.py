@@ -4,12 +4,20 @@ A profile is a list of validations run in order on a ``RiskCheckArgs``; one
 rejects by raising (message = note), by returning a non-empty string, or by
 returning an ``{id, note}`` object (``False`` rejects with a generic note).
 A profile is shared by every strategy that names it: positions are keyed by
-strategy + exchange + symbol, added when a position opens and removed when it
-closes, so limits hold across strategies, symbols and concurrent runs.
+strategy + exchange + symbol, so limits hold across strategies, symbols and
+concurrent runs.
+
+Reserve, then confirm: a check that passes reserves the slot at once (under
+the profile's lock, so async validations cannot interleave), the open confirms
+it, and a close, a cancel or a later profile's rejection releases it. Two
+strategies can therefore never both take the last slot. A scheduled signal
+holds its reservation while it waits; its activation re-checks the profile with
+its own slot left out of the count.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from typing import Any
 
@@ -25,6 +33,7 @@ class RiskPosition(msgspec.Struct, frozen=True):
     exchange_name: str
     symbol: str
     opened_at: int
+    reserved: bool = False   # checked, not open yet (a scheduled order waiting for its price)
 
 
 class RiskCheckArgs(msgspec.Struct, frozen=True):
@@ -53,12 +62,40 @@ def _key(strategy_name: str, exchange_name: str, symbol: str) -> str:
 class ClientRisk:
     def __init__(self, schema: RiskSchema):
         self.schema = schema
-        self.positions: dict[str, RiskPosition] = {}
+        self.positions: dict[str, RiskPosition] = {}   # open positions (persisted in live mode)
+        self.reserved: dict[str, RiskPosition] = {}    # passed a check, not open yet
         self.restored = False   # live: positions loaded from the state dir once per process
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+
+    def _others(self, key: str) -> list[RiskPosition]:
+        return [p for k, p in (*self.positions.items(), *self.reserved.items()) if k != key]
+
+    def active_count(self) -> int:
+        return len(self.positions.keys() | self.reserved.keys())
+
+    def lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        return self._lock
 
     async def check(self, args_without_positions: dict[str, Any]) -> Rejection | None:
-        args = RiskCheckArgs(risk_name=self.schema.risk_name, active_position_count=len(self.positions),
-                             active_positions=list(self.positions.values()), **args_without_positions)
+        """Run the validations; on a pass, reserve the slot of the signal's owner (atomically)."""
+        key = _key(args_without_positions["strategy_name"], args_without_positions["exchange_name"],
+                   args_without_positions["symbol"])
+        async with self.lock():
+            others = self._others(key)
+            args = RiskCheckArgs(risk_name=self.schema.risk_name, active_position_count=len(others),
+                                 active_positions=others, **args_without_positions)
+            rejection = await self._validate(args)
+            if rejection is None and key not in self.positions:
+                self.reserved[key] = RiskPosition(args.signal, args.strategy_name, args.exchange_name, args.symbol,
+                                                  args.timestamp, reserved=True)
+        await self._callback("on_rejected" if rejection is not None else "on_allowed", args)
+        return rejection
+
+    async def _validate(self, args: RiskCheckArgs) -> Rejection | None:
         for i, validation in enumerate(self.schema.validations, 1):
             if isinstance(validation, dict):
                 fn, note = validation["validate"], validation.get("note", "")
@@ -68,13 +105,13 @@ class ClientRisk:
                 result = fn(args)
                 if inspect.isawaitable(result):
                     result = await result
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:
                 return Rejection(self.schema.risk_name, None, str(exc) or note or type(exc).__name__, exc)
             rejection = self._as_rejection(result, note, i)
             if rejection is not None:
-                self._callback("on_rejected", args)
                 return rejection
-        self._callback("on_allowed", args)
         return None
 
     def _as_rejection(self, result: Any, note: str, index: int) -> Rejection | None:
@@ -92,17 +129,36 @@ class ClientRisk:
                              str(getattr(result, "note", "") or note or f"validation #{index}"))
         return None
 
-    def _callback(self, name: str, args: RiskCheckArgs) -> None:
+    async def _callback(self, name: str, args: RiskCheckArgs) -> None:
         fn = getattr(self.schema.callbacks, name)
-        if fn is not None:
-            fn(args.symbol, args)
+        if fn is None:
+            return
+        try:
+            result = fn(args.symbol, args)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:  # a callback bug is reported, never a rejection nor a crash
+            from .events import bus
+            bus.report(exc, where=f"risk {self.schema.risk_name} callback {name}", symbol=args.symbol,
+                       strategy_name=args.strategy_name, exchange_name=args.exchange_name)
 
-    def add(self, signal: SignalRow, *, strategy_name: str, exchange_name: str, symbol: str, when: int) -> None:
-        self.positions[_key(strategy_name, exchange_name, symbol)] = RiskPosition(
-            signal, strategy_name, exchange_name, symbol, when)
+    def confirm(self, signal: SignalRow, *, strategy_name: str, exchange_name: str, symbol: str, when: int) -> None:
+        """The reserved slot is now an open position (also how restored positions come back)."""
+        key = _key(strategy_name, exchange_name, symbol)
+        self.reserved.pop(key, None)
+        self.positions[key] = RiskPosition(signal, strategy_name, exchange_name, symbol, when)
 
-    def remove(self, *, strategy_name: str, exchange_name: str, symbol: str) -> None:
-        self.positions.pop(_key(strategy_name, exchange_name, symbol), None)
+    def reserve(self, signal: SignalRow, *, strategy_name: str, exchange_name: str, symbol: str, when: int) -> None:
+        """Hold a slot without a check (a restored scheduled signal passed its check before the restart)."""
+        key = _key(strategy_name, exchange_name, symbol)
+        if key not in self.positions:
+            self.reserved[key] = RiskPosition(signal, strategy_name, exchange_name, symbol, when, reserved=True)
+
+    def release(self, *, strategy_name: str, exchange_name: str, symbol: str) -> bool:
+        """Free the owner's slot, open or reserved; True if an open position was removed."""
+        key = _key(strategy_name, exchange_name, symbol)
+        self.reserved.pop(key, None)
+        return self.positions.pop(key, None) is not None
 
     def has(self, *, strategy_name: str, exchange_name: str, symbol: str) -> bool:
         return _key(strategy_name, exchange_name, symbol) in self.positions

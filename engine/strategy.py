@@ -199,8 +199,7 @@ class ClientStrategy:
 
     async def _open(self, row: SignalRow, when: int, price: float, activated: bool = False) -> TickOpened:
         for risk in self.risks:
-            risk.add(row, strategy_name=self.strategy_name, exchange_name=self.exchange_name,
-                     symbol=self.symbol, when=when)
+            risk.confirm(row, **self._owner(), when=when)
         self.pending = row
         if activated:  # the open signal is saved before the scheduled one is cleared: never neither
             self.scheduled = None
@@ -216,19 +215,32 @@ class ClientStrategy:
             return False
         args = {"symbol": self.symbol, "signal": row, "strategy_name": self.strategy_name,
                 "exchange_name": self.exchange_name, "current_price": price, "timestamp": when}
-        for risk in self.risks:
-            rejection = await risk.check(args)
-            if rejection is not None:
-                self._emit_rejection(rejection, risk, row, price, when)
-                return True
+        try:
+            for risk in self.risks:  # all must pass; the first rejection stops (and frees what was reserved)
+                rejection = await risk.check(args)
+                if rejection is not None:
+                    self.release_risk()
+                    self._emit_rejection(rejection, risk, row, price, when)
+                    return True
+        except BaseException:
+            self.release_risk()
+            raise
         return False
+
+    def _owner(self) -> dict[str, str]:
+        return {"strategy_name": self.strategy_name, "exchange_name": self.exchange_name, "symbol": self.symbol}
+
+    def release_risk(self) -> None:
+        """Free this strategy's slot in each of its profiles (open or reserved)."""
+        for risk in self.risks:
+            risk.release(**self._owner())
 
     def _emit_rejection(self, rejection: Rejection, risk: ClientRisk, row: SignalRow, price: float, when: int) -> None:
         if rejection.error is not None:
             bus.validation.emit(rejection.error)  # type: ignore[attr-defined]
         bus.risk.emit(RiskEvent(  # type: ignore[attr-defined]
             symbol=self.symbol, strategy_name=self.strategy_name, risk_name=rejection.risk_name, signal=row,
-            current_price=price, active_position_count=len(risk.positions), rejection_id=rejection.id,
+            current_price=price, active_position_count=risk.active_count(), rejection_id=rejection.id,
             rejection_note=rejection.note, backtest=self.backtest, timestamp=when, exchange_name=self.exchange_name))
 
     # --- scheduled ---------------------------------------------------------------------------
@@ -259,6 +271,7 @@ class ClientStrategy:
 
     async def _cancel(self, s: SignalRow, reason: str, when: int, price: float) -> TickCancelled:
         self.scheduled = None
+        self.release_risk()
         await self._save(("schedule", None))
         await self._write(None)
         await self._callback("on_cancel", self.symbol, s, price, self.backtest)
@@ -333,8 +346,7 @@ class ClientStrategy:
         result = TickClosed(*self._base(price, when), signal=s, close_reason=reason, close_timestamp=when,
                             pnl=to_profit_loss(s, price_close))
         cleared = self.partial.clear(s.id)
-        for risk in self.risks:
-            risk.remove(strategy_name=self.strategy_name, exchange_name=self.exchange_name, symbol=self.symbol)
+        self.release_risk()
         self.pending = None
         # The close is recorded before the open signal is cleared (see engine/history.py).
         await self._save(("closed", result), ("signal", None), ("risk", None), *([("partial", None)] if cleared else []))

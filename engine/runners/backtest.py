@@ -167,43 +167,47 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
     slot_ms = strategy.interval_ms
     frame_step = interval_ms(frame.interval)
     progress_channel = bus.backtest_progress  # type: ignore[attr-defined]
-    i = 0
-    while i < total:
-        if i >= next_progress:
-            next_progress = i + progress_every
-            state.processed_frames = i
-            if progress_channel.listeners:
-                progress_channel.emit(BacktestProgressEvent(state.symbol, state.strategy_name, state.exchange_name,
-                                                            state.frame_name, i, total, i / total))
-        if i >= next_yield:
-            next_yield = i + YIELD_EVERY_FRAMES
-            await asyncio.sleep(0)
-        if state.stop_requested:
-            break
-        when = int(times[i])
-        clock.now = when
-        result = await strategy.tick()
-        action = result.action
-        if action == "idle":
-            i += 1
-            if (slot_ms > frame_step and strategy.last_slot is not None and strategy.scheduled is None
-                    and strategy.pending is None and not strategy._observed_idle()):
-                # Jump to the first frame of the next throttle slot.
-                next_slot_start = (strategy.last_slot + 1) * slot_ms
-                if i < total and int(times[i]) < next_slot_start:
-                    i = int(np.searchsorted(times, next_slot_start, side="left"))
-            continue
-        yield result
-        if action == "scheduled":
-            result = await strategy.backtest_scheduled(series, end)
-            yield result
+    try:
+        i = 0
+        while i < total:
+            if i >= next_progress:
+                next_progress = i + progress_every
+                state.processed_frames = i
+                if progress_channel.listeners:
+                    progress_channel.emit(BacktestProgressEvent(state.symbol, state.strategy_name, state.exchange_name,
+                                                                state.frame_name, i, total, i / total))
+            if i >= next_yield:
+                next_yield = i + YIELD_EVERY_FRAMES
+                await asyncio.sleep(0)
+            if state.stop_requested:
+                break
+            when = int(times[i])
+            clock.now = when
+            result = await strategy.tick()
             action = result.action
-        if action == "opened":
-            result = await strategy.backtest_open(series, end)
-            state.closed.append(result)  # type: ignore[arg-type]
+            if action == "idle":
+                i += 1
+                if (slot_ms > frame_step and strategy.last_slot is not None and strategy.scheduled is None
+                        and strategy.pending is None and not strategy._observed_idle()):
+                    # Jump to the first frame of the next throttle slot.
+                    next_slot_start = (strategy.last_slot + 1) * slot_ms
+                    if i < total and int(times[i]) < next_slot_start:
+                        i = int(np.searchsorted(times, next_slot_start, side="left"))
+                continue
             yield result
-        close_ts = result.close_timestamp  # type: ignore[union-attr]
-        i = int(np.searchsorted(times, close_ts, side="right"))
+            if action == "scheduled":
+                result = await strategy.backtest_scheduled(series, end)
+                yield result
+                action = result.action
+            if action == "opened":
+                result = await strategy.backtest_open(series, end)
+                state.closed.append(result)  # type: ignore[arg-type]
+                yield result
+            close_ts = result.close_timestamp  # type: ignore[union-attr]
+            i = int(np.searchsorted(times, close_ts, side="right"))
+    finally:
+        # A backtest persists nothing: a run that ends early (stopped consumer, error) frees its slots.
+        strategy.release_risk()
     state.processed_frames = total if not state.stop_requested else i
     if progress_channel.listeners:
         progress_channel.emit(BacktestProgressEvent(state.symbol, state.strategy_name, state.exchange_name,

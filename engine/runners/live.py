@@ -131,17 +131,19 @@ class LiveSession:
             if not risk.restored:
                 saved = self.store.load("risk", safe_name(risk.schema.risk_name), list[RiskPosition]) or []
                 for p in saved:
-                    risk.add(p.signal, strategy_name=p.strategy_name, exchange_name=p.exchange_name,
-                             symbol=p.symbol, when=p.opened_at)
+                    risk.confirm(p.signal, strategy_name=p.strategy_name, exchange_name=p.exchange_name,
+                                 symbol=p.symbol, when=p.opened_at)
                 risk.restored = True
             # The signal file is the truth for this strategy's own slot (a kill may have come between them).
             owner = {"strategy_name": st.strategy_name, "exchange_name": st.exchange_name, "symbol": st.symbol}
             if signal is not None and not risk.has(**owner):
-                risk.add(signal, **owner, when=signal.pending_at or signal.scheduled_at)
+                risk.confirm(signal, **owner, when=signal.pending_at or signal.scheduled_at)
                 self.store.save("risk", safe_name(risk.schema.risk_name), list(risk.positions.values()))
             elif signal is None and risk.has(**owner):
-                risk.remove(**owner)
+                risk.release(**owner)
                 self.store.save("risk", safe_name(risk.schema.risk_name), list(risk.positions.values()))
+            if scheduled is not None:  # a waiting order keeps the slot it reserved before the restart
+                risk.reserve(scheduled, **owner, when=scheduled.scheduled_at)
         assert self.history is not None
         st.closed = await self.history.closed(st.symbol, st.strategy_name)
         if signal is not None or scheduled is not None:

@@ -4,6 +4,7 @@ reported on the bus, background tasks that never raise, the report of its closed
 from __future__ import annotations
 
 import asyncio
+from contextlib import aclosing
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -30,8 +31,9 @@ async def supervised(where: str, state: Any, runs: dict, key: tuple[str, str], c
         if previous is not None and previous.status == "running":
             raise RuntimeError(f"{where}: {ctx['strategy_name']} on {ctx['symbol']} is already running")
         runs[key] = state
-        async for result in loop():
-            yield result
+        async with aclosing(loop()) as results:  # a consumer that stops early closes the loop now
+            async for result in results:
+                yield result
     except (Exception, asyncio.CancelledError) as exc:
         state.status = "error"
         name = where.split(".")[0].lower()
