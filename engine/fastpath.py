@@ -117,12 +117,16 @@ def active_extremes(series: Series, first: int, stop: int) -> tuple[float, float
 
 
 def milestone_crossings(series: Series, first: int, stop: int, *, position: str, price_open: float,
-                        take_profit: float, stop_loss: float) -> list[tuple[int, str, int, float]]:
+                        take_profit: float, stop_loss: float,
+                        close_price: float | None = None) -> list[tuple[int, str, int, float]]:
     """Every (candle index, "profit"|"loss", level, percent) where a 10 % milestone of the way
-    to TP or SL is first reached over the active candles, in chronological order."""
-    if stop <= first:
-        return []
+    to TP or SL is first reached over the active candles ``first..stop-1`` (and, given the
+    ``close_price``, on the closing candle ``stop``), in chronological order."""
     price = series.vwap[first:stop]
+    if close_price is not None:
+        price = np.append(price, close_price)
+    if len(price) == 0:
+        return []
     if position == "long":
         profit = (price - price_open) / (take_profit - price_open) * 100.0
         loss = (price_open - price) / (price_open - stop_loss) * 100.0

@@ -289,21 +289,21 @@ class ClientStrategy:
             # The opening tick again (a restarted live loop re-runs its last tick): nothing new to judge.
             return await self._emit(TickActive(*self._base(price, when), signal=s, percent_tp=0.0, percent_sl=0.0))
         if when - s.pending_at >= s.minute_estimated_time * MINUTE_MS:
-            return await self._close(s, "time_expired", price, when, price)
+            return await self._close_live(s, "time_expired", price, when, price)
         long = s.position == "long"
         if config.CC_PRICE_TRIGGER == "touch":
             high, low = await self.feed.last_candle(self.symbol, when)
             stop_hit = low <= s.price_stop_loss if long else high >= s.price_stop_loss
             take_hit = high >= s.price_take_profit if long else low <= s.price_take_profit
             if stop_hit:  # "touch": SL first on the same candle
-                return await self._close(s, "stop_loss", s.price_stop_loss, when, price)
+                return await self._close_live(s, "stop_loss", s.price_stop_loss, when, price)
             if take_hit:
-                return await self._close(s, "take_profit", s.price_take_profit, when, price)
+                return await self._close_live(s, "take_profit", s.price_take_profit, when, price)
         else:
             if (price >= s.price_take_profit) if long else (price <= s.price_take_profit):
-                return await self._close(s, "take_profit", s.price_take_profit, when, price)
+                return await self._close_live(s, "take_profit", s.price_take_profit, when, price)
             if _beyond_stop(s.position, price, s.price_stop_loss):
-                return await self._close(s, "stop_loss", s.price_stop_loss, when, price)
+                return await self._close_live(s, "stop_loss", s.price_stop_loss, when, price)
         # Still open: peak/trough, milestones, callbacks.
         pnl = pnl_percentage(s.position, s.price_open, price)
         if pnl > 0 and (s.peak_pnl is None or pnl > s.peak_pnl):
@@ -334,6 +334,17 @@ class ClientStrategy:
             for level in levels:
                 self._emit_partial("loss", s, level, percent_sl, price, when)
             await self._callback("on_partial_loss", self.symbol, s, price, percent_sl, self.backtest)
+
+    async def _close_live(self, s: SignalRow, reason: str, price_close: float, when: int, price: float) -> TickClosed:
+        """Close on a tick: the levels the closing price reaches (a TP hit is 100 % of the way) fire first."""
+        percent_tp, percent_sl = progress(s.position, s.price_open, s.price_take_profit, s.price_stop_loss, price_close)
+        kind, percent = ("profit", percent_tp) if percent_tp > 0 else ("loss", percent_sl)
+        levels = self.partial.reach(s.id, kind, percent) if percent > 0 else []
+        if levels:
+            await self._save(("partial", None))
+            for level in levels:
+                self._emit_partial(kind, s, level, percent, price_close, when)
+        return await self._close(s, reason, price_close, when, price)
 
     def _emit_partial(self, kind: str, s: SignalRow, level: int, percent: float, price: float, when: int) -> None:
         channel = bus.partial_profit if kind == "profit" else bus.partial_loss  # type: ignore[attr-defined]
@@ -373,25 +384,32 @@ class ClientStrategy:
             peak, trough = pnl_percentage(s.position, s.price_open, best), pnl_percentage(s.position, s.price_open, worst)
             s = replace(s, peak_pnl=peak if peak > 0 else None, trough_pnl=trough if trough < 0 else None)
             self.pending = s
-            await self._replay_active(series, s, first, j)
         when = int(series.ts[j])
-        self.clock.now = when
         price = float(series.vwap[j])
         close_price = {"take_profit": s.price_take_profit, "stop_loss": s.price_stop_loss}.get(outcome.reason, price)
+        await self._replay_active(series, s, first, j, close_price)
+        self.clock.now = when
         return await self._close(s, outcome.reason, close_price, when, price)
 
-    async def _replay_active(self, series: Series, s: SignalRow, first: int, stop: int) -> None:
-        """Milestone events (and per-candle callbacks, if the strategy has any) for the active candles."""
+    async def _replay_active(self, series: Series, s: SignalRow, first: int, stop: int, close_price: float) -> None:
+        """Milestone events (and per-candle callbacks, if the strategy has any) for the active candles
+        ``first..stop-1``, then the levels reached by the closing price on candle ``stop``."""
         cb = self.callbacks
         per_candle = cb.on_active or cb.on_partial_profit or cb.on_partial_loss
         listening = bus.partial_profit.listeners or bus.partial_loss.listeners  # type: ignore[attr-defined]
         if not per_candle and not listening:
             return
         crossings = milestone_crossings(series, first, stop, position=s.position, price_open=s.price_open,
-                                        take_profit=s.price_take_profit, stop_loss=s.price_stop_loss)
+                                        take_profit=s.price_take_profit, stop_loss=s.price_stop_loss,
+                                        close_price=close_price)
+
+        def emit(j: int, kind: str, level: int, percent: float) -> None:
+            price = close_price if j == stop else float(series.vwap[j])
+            self._emit_partial(kind, s, level, percent, price, int(series.ts[j]))
+
         if not per_candle:
-            for j, kind, level, percent in crossings:
-                self._emit_partial(kind, s, level, percent, float(series.vwap[j]), int(series.ts[j]))
+            for crossing in crossings:
+                emit(*crossing)
             return
         by_candle: dict[int, list[tuple[str, int, float]]] = {}
         for j, kind, level, percent in crossings:
@@ -400,13 +418,15 @@ class ClientStrategy:
             when, price = int(series.ts[j]), float(series.vwap[j])
             self.clock.now = when
             for kind, level, percent in by_candle.get(j, ()):
-                self._emit_partial(kind, s, level, percent, price, when)
+                emit(j, kind, level, percent)
             percent_tp, percent_sl = progress(s.position, s.price_open, s.price_take_profit, s.price_stop_loss, price)
             if percent_tp > 0:
                 await self._callback("on_partial_profit", self.symbol, s, price, percent_tp, self.backtest)
             elif percent_sl > 0:
                 await self._callback("on_partial_loss", self.symbol, s, price, percent_sl, self.backtest)
             await self._callback("on_active", self.symbol, s, price, self.backtest)
+        for kind, level, percent in by_candle.get(stop, ()):
+            emit(stop, kind, level, percent)
 
     async def backtest_scheduled(self, series: Series, end_ms: int) -> TickResult:
         """Resolve the scheduled signal: ``cancelled``, or ``opened`` (then call ``backtest_open``)."""

@@ -179,10 +179,12 @@ async def test_milestones_in_the_fast_path():
     register(prices, strategy=once(lambda: bk.SignalDto(position="long", price_take_profit=110,
                                                         price_stop_loss=95)), frame=(10, 45))
     results = await collect()
-    # The 5-candle VWAP climbs 104 -> 106 -> 108.8 (level 80), then 111.6 reaches TP 110.
-    assert [p.level for p in profit] == [10, 20, 30, 40, 50, 60, 70, 80]
+    # The 5-candle VWAP climbs 104 -> 106 -> 108.8 (level 80), then 111.6 reaches TP 110: the close
+    # at TP is 100 % of the way, so 90 and 100 fire on the closing candle, at TP, before the close.
+    assert [p.level for p in profit] == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
     assert all(a.timestamp <= b.timestamp for a, b in zip(profit, profit[1:]))
     closed = results[-1]
+    assert [(p.current_price, p.timestamp) for p in profit[-2:]] == [(110.0, closed.close_timestamp)] * 2
     assert closed.signal.peak_pnl == pytest.approx(bk.to_profit_loss(closed.signal, 108.8).pnl_percentage)
 
 

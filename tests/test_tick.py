@@ -6,42 +6,7 @@ import math
 import pytest
 
 import engine as bk
-from engine.context import Clock
-from engine.exchange.client import ExchangeClient
-from engine.feed import ExchangeFeed
-from engine.registry import get_exchange, get_strategy
-from engine.strategy import ClientStrategy
-from tests.helpers import PriceExchange, minute, steps
-
-
-class Harness:
-    """One live-mode ClientStrategy over exact prices; ``await h.at(i)`` ticks at minute i.
-    The current price at minute i is the mean of the closes of minutes i-5..i-1."""
-
-    def __init__(self, prices, get_signal, *, high=None, low=None, **strategy_kwargs):
-        self.exchange = PriceExchange(prices, high=high, low=low)
-        bk.add_exchange("prices", self.exchange.get_candles)
-        bk.add_strategy("s", get_signal, **strategy_kwargs)
-        self.clock = Clock()
-        feed = ExchangeFeed(ExchangeClient(get_exchange("prices")))
-        self.strategy = ClientStrategy(get_strategy("s"), symbol="BTC", exchange_name="prices", frame_name="",
-                                       feed=feed, clock=self.clock, backtest=False)
-        self.events = []
-        bk.listen_signal(self.events.append)
-
-    async def at(self, i):
-        self.clock.now = minute(i)
-        return await self.strategy.tick()
-
-
-def fixed(**dto):
-    calls = []
-
-    def get_signal(symbol, when):
-        calls.append(when)
-        return bk.SignalDto(**dto) if len(calls) == 1 else None
-    get_signal.calls = calls
-    return get_signal
+from tests.helpers import Harness, fixed, minute, steps
 
 
 # --- entries ---------------------------------------------------------------------------------
