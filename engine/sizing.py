@@ -62,7 +62,7 @@ class PositionSize:
         if not 0 <= p <= 1:
             raise ValueError(f"win_rate must be a probability in [0, 1], got {win_rate!r}")
         w = _number("win_loss_ratio", win_loss_ratio)
-        k = (p * w - (1 - p)) / w
+        k = (p * (w + 1) - 1) / w   # = (p*W - (1-p))/W, with one rounding fewer
         qty = balance * max(0.0, k) * schema.kelly_multiplier / price_open
         return _limits(qty, schema, balance, price_open, {"method": schema.method, "balance": balance,
                                                           "price_open": price_open, "win_rate": p, "win_loss_ratio": w})

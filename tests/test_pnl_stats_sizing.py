@@ -95,9 +95,54 @@ def test_sizing_checks():
     bk.add_sizing("fixed", method="fixed-percentage", risk_percentage=2)
     bk.add_sizing("kelly", method="kelly-criterion", kelly_multiplier=0.25)
     bk.add_sizing("atr", method="atr-based", risk_percentage=2, atr_multiplier=2)
-    assert bk.PositionSize.fixed_percentage(10000, 50000, 49000, sizing_name="fixed") == pytest.approx(0.2)
-    assert bk.PositionSize.kelly_criterion(10000, 50000, 0.55, 1.5, sizing_name="kelly") == pytest.approx(0.0125)
-    assert bk.PositionSize.atr_based(10000, 50000, 500, sizing_name="atr") == pytest.approx(0.2)
+    # The SEMANTICS.md examples, to the digit (exact floats, not approximately).
+    assert bk.PositionSize.fixed_percentage(10000, 50000, 49000, sizing_name="fixed") == 0.2
+    assert bk.PositionSize.kelly_criterion(10000, 50000, 0.55, 1.5, sizing_name="kelly") == 0.0125
+    assert bk.PositionSize.atr_based(10000, 50000, 500, sizing_name="atr") == 0.2
+    # Short side: the distance is |open - SL|.
+    assert bk.PositionSize.fixed_percentage(10000, 50000, 51000, sizing_name="fixed") == 0.2
+    # A losing edge sizes to zero, never negative.
+    assert bk.PositionSize.kelly_criterion(10000, 50000, 0.3, 1.0, sizing_name="kelly") == 0.0
+
+
+def test_each_sizing_cap_on_its_own():
+    bk.add_sizing("floor", method="fixed-percentage", risk_percentage=2, min_position_size=0.5)
+    assert bk.PositionSize.fixed_percentage(10000, 50000, 49000, sizing_name="floor") == 0.5      # 0.2 -> 0.5
+    bk.add_sizing("pct", method="fixed-percentage", risk_percentage=2, max_position_percentage=50)
+    assert bk.PositionSize.fixed_percentage(10000, 50000, 49000, sizing_name="pct") == 0.1        # 5000/50000
+    bk.add_sizing("size", method="atr-based", risk_percentage=2, max_position_size=0.15)
+    assert bk.PositionSize.atr_based(10000, 50000, 500, sizing_name="size") == 0.15
+    bk.add_sizing("kelly_floor", method="kelly-criterion", min_position_size=0.001)
+    assert bk.PositionSize.kelly_criterion(10000, 50000, 0.3, 1.0, sizing_name="kelly_floor") == 0.001
+    # Caps that do not bind leave the size alone.
+    bk.add_sizing("loose", method="fixed-percentage", risk_percentage=2, min_position_size=0.01,
+                  max_position_percentage=100, max_position_size=1)
+    assert bk.PositionSize.fixed_percentage(10000, 50000, 49000, sizing_name="loose") == 0.2
+    seen = []
+    bk.add_sizing("observed", method="atr-based", risk_percentage=2,
+                  callbacks=bk.SizingCallbacks(on_calculate=lambda qty, params: seen.append((qty, params["atr"]))))
+    bk.PositionSize.atr_based(10000, 50000, 500, sizing_name="observed")
+    assert seen == [(0.2, 500.0)]
+
+
+def test_sizing_errors_are_specific():
+    bk.add_sizing("fixed", method="fixed-percentage", risk_percentage=2)
+    bk.add_sizing("kelly", method="kelly-criterion")
+    bk.add_sizing("atr", method="atr-based", risk_percentage=2)
+    cases = [
+        (lambda: bk.PositionSize.fixed_percentage(10000, 50000, 50000, sizing_name="fixed"), "must differ from price_open"),
+        (lambda: bk.PositionSize.fixed_percentage(10000, 0, 49000, sizing_name="fixed"), "price_open must be > 0"),
+        (lambda: bk.PositionSize.fixed_percentage(0, 50000, 49000, sizing_name="fixed"), "balance must be > 0"),
+        (lambda: bk.PositionSize.fixed_percentage(10000, float("nan"), 49000, sizing_name="fixed"), "finite number"),
+        (lambda: bk.PositionSize.atr_based(10000, 50000, 0, sizing_name="atr"), "atr must be > 0"),
+        (lambda: bk.PositionSize.kelly_criterion(10000, 50000, 1.5, 1.5, sizing_name="kelly"), "probability in"),
+        (lambda: bk.PositionSize.kelly_criterion(10000, 50000, 0.5, 0, sizing_name="kelly"), "win_loss_ratio must be > 0"),
+        (lambda: bk.PositionSize.kelly_criterion(10000, 50000, 0.5, 1, sizing_name="fixed"), "uses method fixed-percentage"),
+        (lambda: bk.PositionSize.atr_based(10000, 50000, 500, sizing_name="ghost"), "unknown sizing"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
 
 
 def test_sizing_limits_and_errors():
