@@ -4,6 +4,9 @@ The public names of spec/API.md, and nothing of the console: this package never
 imports a UI module (a test proves it).
 """
 
+from .analytics import (Heat, HeatRow, HeatStatistics, MetricStatistics, MilestoneEvent, Partial, PartialStatistics,
+                        Performance, PerformanceStatistics, Risk, RiskStatistics, Schedule, ScheduleEvent,
+                        ScheduleStatistics, heat_statistics, reset_analytics)
 from .config import GlobalConfig, get_config, reset_config, set_config
 from .context import get_date, get_mode
 from .events import (
@@ -42,4 +45,4 @@ from .types import (
 __all__ = [name for name in dir() if not name.startswith("_") and name not in {
     "config", "context", "events", "exchange", "functions", "log", "pnl", "registry", "risk", "runners",
     "signal", "sizing", "stats", "types", "feed", "interval", "fastpath", "partial", "persist", "report",
-    "strategy", "history"}]
+    "strategy", "history", "analytics"}]

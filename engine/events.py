@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from .log import get_logger
-from .types import ErrorEvent
+from .types import ErrorEvent, PerformanceEvent
 
 Handler = Callable[[Any], Any]
 Unsubscribe = Callable[[], None]
@@ -120,15 +121,33 @@ class _Listener:
 
 
 class Channel:
-    __slots__ = ("name", "listeners", "bus")
+    __slots__ = ("name", "listeners", "taps", "bus")
 
     def __init__(self, bus: EventBus, name: str):
         self.bus, self.name = bus, name
         self.listeners: list[_Listener] = []
+        # The engine's own recorders (the analytics): synchronous, called first, kept by
+        # ``clear_listeners``, and not counted as someone observing idle ticks.
+        self.taps: list[Handler] = []
+
+    @property
+    def active(self) -> bool:
+        """Whether an emitted event reaches anyone (a listener or a tap)."""
+        return bool(self.listeners or self.taps)
 
     def emit(self, payload: Any) -> None:
+        for tap in self.taps:
+            try:
+                tap(payload)
+            except Exception as exc:
+                self.bus.report(exc, where=f"{self.name} recorder")
         for listener in tuple(self.listeners):
             listener.deliver(payload)
+
+    def tap(self, fn: Handler) -> None:
+        """Attach an engine recorder (once)."""
+        if fn not in self.taps:
+            self.taps.append(fn)
 
     def subscribe(self, fn: Handler, predicate: Callable[[Any], bool] | None = None,
                   once: bool = False) -> Unsubscribe:
@@ -179,6 +198,15 @@ class EventBus:
 
 
 bus = EventBus()
+
+
+def emit_performance(metric: str, started: float, *, symbol: str, strategy_name: str, exchange_name: str,
+                     backtest: bool, when: int) -> None:
+    """A ``listen_performance`` event: ``metric`` took from ``started`` (``time.perf_counter()``) until now."""
+    channel: Channel = bus.performance  # type: ignore[attr-defined]
+    if channel.active:
+        channel.emit(PerformanceEvent(metric, (time.perf_counter() - started) * 1000.0, symbol, strategy_name,
+                                      exchange_name, backtest, when))
 
 
 def _listen(channel: str) -> Callable[[Handler], Unsubscribe]:

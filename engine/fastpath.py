@@ -127,19 +127,16 @@ def milestone_crossings(series: Series, first: int, stop: int, *, position: str,
         price = np.append(price, close_price)
     if len(price) == 0:
         return []
-    if position == "long":
-        profit = (price - price_open) / (take_profit - price_open) * 100.0
-        loss = (price_open - price) / (price_open - stop_loss) * 100.0
-    else:
-        profit = (price_open - price) / (price_open - take_profit) * 100.0
-        loss = (price - price_open) / (stop_loss - price_open) * 100.0
+    move = price - price_open if position == "long" else price_open - price
     out: list[tuple[int, str, int, float]] = []
-    for kind, progress in (("profit", profit), ("loss", loss)):
-        progress = np.clip(progress, 0.0, 100.0)
-        running = np.maximum.accumulate(progress)
-        reached = np.searchsorted(running, LEVELS, side="left")
-        for level, idx in zip(LEVELS.tolist(), reached.tolist()):
-            if idx < len(running):
-                out.append((first + idx, kind, int(level), float(progress[idx])))
+    for kind, span in (("profit", abs(take_profit - price_open)), ("loss", -abs(price_open - stop_loss))):
+        progress = move * (100.0 / span)
+        peak = float(progress.max())
+        if peak < LEVELS[0]:
+            continue          # most signals never reach the first level on one side: skip the scan
+        reached = LEVELS[:min(int(peak // 10), len(LEVELS))]
+        indices = np.searchsorted(np.maximum.accumulate(progress), reached, side="left")
+        for level, idx in zip(reached.tolist(), indices.tolist()):
+            out.append((first + idx, kind, int(level), min(float(progress[idx]), 100.0)))
     out.sort(key=lambda e: (e[0], e[2]))
     return out

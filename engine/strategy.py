@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import time
 import uuid
 from typing import Any, Protocol
 
@@ -20,7 +21,7 @@ import msgspec
 
 from .config import GlobalConfig, get_config
 from .context import Clock, ExecutionContext, MethodContext, running
-from .events import bus, start_coroutine
+from .events import bus, emit_performance, start_coroutine
 from .fastpath import active_extremes, milestone_crossings, resolve_open, resolve_scheduled
 from .feed import ExchangeFeed, Series
 from .interval import MINUTE_MS, interval_ms, to_datetime
@@ -140,10 +141,20 @@ class ClientStrategy:
         if slot == self.last_slot:
             return await self._idle(when, price)
         previous_slot, self.last_slot = self.last_slot, slot
-        dto = await self._get_signal(when)
+        # Live calls are timed (listen_performance); a backtest calls it up to every frame, where
+        # timing each call would cost more than it tells.
+        dto = await (self._get_signal(when) if self.backtest else self._get_signal_timed(when))
         if dto is None or self.stopped:
             return await self._idle(when, price)
         return await self._accept(dto, when, price, previous_slot)
+
+    async def _get_signal_timed(self, when: int) -> Any:
+        started = time.perf_counter()
+        try:
+            return await self._get_signal(when)
+        finally:
+            emit_performance("get_signal", started, symbol=self.symbol, strategy_name=self.strategy_name,
+                             exchange_name=self.exchange_name, backtest=False, when=when)
 
     async def _get_signal(self, when: int) -> Any:
         config = get_config()
@@ -348,7 +359,7 @@ class ClientStrategy:
 
     def _emit_partial(self, kind: str, s: SignalRow, level: int, percent: float, price: float, when: int) -> None:
         channel = bus.partial_profit if kind == "profit" else bus.partial_loss  # type: ignore[attr-defined]
-        if channel.listeners:
+        if channel.active:
             channel.emit(PartialEvent(symbol=self.symbol, strategy_name=self.strategy_name, signal=s, level=level,
                                       percent=percent, current_price=price, backtest=self.backtest, timestamp=when,
                                       exchange_name=self.exchange_name, frame_name=self.frame_name))
@@ -396,7 +407,7 @@ class ClientStrategy:
         ``first..stop-1``, then the levels reached by the closing price on candle ``stop``."""
         cb = self.callbacks
         per_candle = cb.on_active or cb.on_partial_profit or cb.on_partial_loss
-        listening = bus.partial_profit.listeners or bus.partial_loss.listeners  # type: ignore[attr-defined]
+        listening = bus.partial_profit.active or bus.partial_loss.active  # type: ignore[attr-defined]
         if not per_candle and not listening:
             return
         crossings = milestone_crossings(series, first, stop, position=s.position, price_open=s.price_open,

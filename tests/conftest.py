@@ -18,6 +18,7 @@ def clean_engine(tmp_path, monkeypatch):
     reset_risks()
     reset_backtests()
     reset_live()
+    bk.reset_analytics()
     bk.set_persistence(None)
     yield
     clear_listeners()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from datetime import datetime, timezone
 
 import numpy as np
@@ -117,3 +119,36 @@ def fixed(**dto):
         return bk.SignalDto(**dto) if len(calls) == 1 else None
     get_signal.calls = calls
     return get_signal
+
+
+def always_long(symbol, when):
+    return bk.SignalDto(position="long", price_take_profit=110, price_stop_loss=90)
+
+
+class Portfolio:
+    """Live-mode ClientStrategies for several strategies x symbols on one clock; ``prices`` is one
+    price path for every symbol, or a dict of paths by symbol."""
+
+    def __init__(self, prices, strategies, symbols):
+        paths = prices if isinstance(prices, dict) else dict.fromkeys(symbols, prices)
+        exchanges = {sym: PriceExchange(path) for sym, path in paths.items()}
+        bk.add_exchange("prices", lambda symbol, *args: exchanges[symbol].get_candles(symbol, *args))
+        for name, kwargs in strategies.items():
+            bk.add_strategy(name, kwargs.pop("get_signal", always_long), **kwargs)
+        self.clock = Clock()
+        feed = ExchangeFeed(ExchangeClient(get_exchange("prices")))
+        self.clients = {(name, sym): ClientStrategy(get_strategy(name), symbol=sym, exchange_name="prices",
+                                                    frame_name="", feed=feed, clock=self.clock, backtest=False)
+                        for name in strategies for sym in symbols}
+        self.rejections = []
+        bk.listen_risk(self.rejections.append)
+
+    async def tick(self, i, *keys, together=False):
+        """Tick the given (strategy, symbol) clients (all by default) at minute i; results by key."""
+        self.clock.now = minute(i)
+        keys = keys or tuple(self.clients)
+        if together:
+            results = await asyncio.gather(*(self.clients[k].tick() for k in keys))
+        else:
+            results = [await self.clients[k].tick() for k in keys]
+        return dict(zip(keys, (r.action for r in results)))

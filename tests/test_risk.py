@@ -5,49 +5,13 @@ import asyncio
 import pytest
 
 import engine as bk
-from engine.context import Clock
-from engine.exchange.client import ExchangeClient
-from engine.feed import ExchangeFeed
-from engine.registry import get_exchange, get_strategy
 from engine.risk import risk_for
-from engine.strategy import ClientStrategy
-from tests.helpers import PriceExchange, minute, steps
+from tests.helpers import Portfolio, always_long, steps
 
 
 def max_positions(n):
     return {"validate": lambda a: f"{a.active_position_count} of {n} positions open"
             if a.active_position_count >= n else None, "note": f"at most {n} positions"}
-
-
-def always_long(symbol, when):
-    return bk.SignalDto(position="long", price_take_profit=110, price_stop_loss=90)
-
-
-class Portfolio:
-    """Live-mode ClientStrategies for several strategies x symbols on one clock and one price path."""
-
-    def __init__(self, prices, strategies, symbols):
-        ex = PriceExchange(prices)
-        bk.add_exchange("prices", ex.get_candles)
-        for name, kwargs in strategies.items():
-            bk.add_strategy(name, kwargs.pop("get_signal", always_long), **kwargs)
-        self.clock = Clock()
-        feed = ExchangeFeed(ExchangeClient(get_exchange("prices")))
-        self.clients = {(name, sym): ClientStrategy(get_strategy(name), symbol=sym, exchange_name="prices",
-                                                    frame_name="", feed=feed, clock=self.clock, backtest=False)
-                        for name in strategies for sym in symbols}
-        self.rejections = []
-        bk.listen_risk(self.rejections.append)
-
-    async def tick(self, i, *keys, together=False):
-        """Tick the given (strategy, symbol) clients (all by default) at minute i; results by key."""
-        self.clock.now = minute(i)
-        keys = keys or tuple(self.clients)
-        if together:
-            results = await asyncio.gather(*(self.clients[k].tick() for k in keys))
-        else:
-            results = [await self.clients[k].tick() for k in keys]
-        return dict(zip(keys, (r.action for r in results)))
 
 
 async def test_a_limit_of_three_rejects_the_fourth_symbol():

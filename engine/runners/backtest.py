@@ -21,13 +21,13 @@ import numpy as np
 
 from ..config import get_config
 from ..context import Clock
-from ..events import bus
+from ..events import bus, emit_performance
 from ..exchange.client import ExchangeClient
 from ..interval import MINUTE_MS, align, interval_ms, iso
 from ..registry import get_exchange, get_frame, get_strategy, raise_problems, reference_problems
 from ..stats import BacktestStatistics, backtest_statistics
 from ..strategy import ClientStrategy
-from ..types import BacktestProgressEvent, DoneEvent, PerformanceEvent, TickClosed, TickResult
+from ..types import BacktestProgressEvent, DoneEvent, TickClosed, TickResult
 from .supervise import run_report, start_background, supervised, write_report
 
 # Progress is reported about this many times per run (plus the final 1.0): one event per
@@ -195,12 +195,17 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
                         i = int(np.searchsorted(times, next_slot_start, side="left"))
                 continue
             yield result
+            resolving = time.perf_counter()
             if action == "scheduled":
                 result = await strategy.backtest_scheduled(series, end)
+                if result.action == "cancelled":
+                    _performance("backtest_signal", resolving, state, when)
                 yield result
+                resolving = time.perf_counter()
                 action = result.action
             if action == "opened":
                 result = await strategy.backtest_open(series, end)
+                _performance("backtest_signal", resolving, state, when)
                 state.closed.append(result)  # type: ignore[arg-type]
                 yield result
             close_ts = result.close_timestamp  # type: ignore[union-attr]
@@ -220,7 +225,5 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
 
 
 def _performance(metric: str, started: float, state: RunState, when: int) -> None:
-    channel = bus.performance  # type: ignore[attr-defined]
-    if channel.listeners:
-        channel.emit(PerformanceEvent(metric, (time.perf_counter() - started) * 1000.0, state.symbol,
-                                      state.strategy_name, state.exchange_name, True, when))
+    emit_performance(metric, started, symbol=state.symbol, strategy_name=state.strategy_name,
+                     exchange_name=state.exchange_name, backtest=True, when=when)

@@ -19,13 +19,14 @@ import asyncio
 import inspect
 import math
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
 
 from ..context import WallClock
-from ..events import bus
+from ..events import bus, emit_performance
 from ..exchange.client import ExchangeClient
 from ..feed import ExchangeFeed
 from ..history import SignalHistory, history_for
@@ -310,7 +311,10 @@ async def _run(state: LiveRunState) -> AsyncIterator[TickResult]:
                 restored = False
                 await _restored_callbacks(strategy, now)
             try:
+                started = time.perf_counter()
                 result = await strategy.tick()
+                emit_performance("live_tick", started, symbol=state.symbol, strategy_name=state.strategy_name,
+                                 exchange_name=state.exchange_name, backtest=False, when=now)
                 state.ticks += 1
                 if result.action in LIFECYCLE:
                     yield result

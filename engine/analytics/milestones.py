@@ -1,0 +1,116 @@
+"""Partial analytics: the profit and loss milestones signals reached
+(``Partial.get_data`` / ``get_report`` / ``dump``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import msgspec
+
+from ..events import bus
+from ..interval import iso
+from ..partial import LEVELS
+from ..types import PartialEvent
+from .base import Recorder, dump_report, newest, recent, scope, table
+
+
+class MilestoneEvent(msgspec.Struct, frozen=True):
+    timestamp: int
+    kind: str                 # profit | loss
+    level: int
+    percent: float
+    symbol: str
+    strategy_name: str
+    signal_id: str
+    position: str
+    price_open: float
+    current_price: float
+    backtest: bool
+
+
+class PartialStatistics(msgspec.Struct, frozen=True):
+    event_list: list[MilestoneEvent]        # the newest milestones, oldest first
+    total_events: int
+    total_profit: int
+    total_loss: int
+    profit_levels: dict[int, int]           # level -> how many signals reached it
+    loss_levels: dict[int, int]
+
+
+class _Aggregate:
+    __slots__ = ("profit", "loss", "events")
+
+    def __init__(self) -> None:
+        self.profit: Counter[int] = Counter()
+        self.loss: Counter[int] = Counter()
+        self.events = recent()
+
+
+_recorder: Recorder[_Aggregate] = Recorder(_Aggregate)
+
+
+def _recorder_for(kind: str):
+    def record(e: PartialEvent) -> None:
+        agg = _recorder.get(e.symbol, e.strategy_name, e.backtest)
+        (agg.profit if kind == "profit" else agg.loss)[e.level] += 1
+        s = e.signal
+        agg.events.append(MilestoneEvent(e.timestamp, kind, e.level, e.percent, e.symbol, e.strategy_name, s.id,
+                                         s.position, s.price_open, e.current_price, e.backtest))
+    return record
+
+
+_record_profit, _record_loss = _recorder_for("profit"), _recorder_for("loss")
+
+
+def partial_statistics(aggregates: list[_Aggregate]) -> PartialStatistics:
+    profit: Counter[int] = Counter()
+    loss: Counter[int] = Counter()
+    for a in aggregates:
+        profit.update(a.profit)
+        loss.update(a.loss)
+    return PartialStatistics(
+        event_list=newest([a.events for a in aggregates], key=lambda e: (e.timestamp, e.kind, e.level)),
+        total_events=sum(profit.values()) + sum(loss.values()), total_profit=sum(profit.values()),
+        total_loss=sum(loss.values()), profit_levels=dict(sorted(profit.items())), loss_levels=dict(sorted(loss.items())))
+
+
+def partial_report(stats: PartialStatistics, where: str) -> str:
+    levels = table(["Level", "Reached toward TP", "Reached toward SL"],
+                   [[f"{lv} %", stats.profit_levels.get(lv, 0), stats.loss_levels.get(lv, 0)] for lv in LEVELS], "rrr")
+    events = table(["Time", "Milestone", "Symbol", "Strategy", "Signal", "Position", "Entry", "Price", "Progress"], [
+        [iso(e.timestamp), f"{e.kind} {e.level} %", e.symbol, e.strategy_name, e.signal_id[:8], e.position,
+         f"{e.price_open:.8g}", f"{e.current_price:.8g}", f"{e.percent:.1f} %"] for e in stats.event_list],
+        "lllllrrrr") if stats.event_list else "No milestones reached."
+    return "\n".join(["# Partial profit and loss milestones", "", where, "",
+                      f"Milestones: {stats.total_events} ({stats.total_profit} toward TP, {stats.total_loss} toward SL)",
+                      "", "## By level", "", levels, "", "## Milestones (newest last)", "", events, ""])
+
+
+class Partial:
+    """Milestone analytics, recorded from every run in the process."""
+
+    @staticmethod
+    async def get_data(symbol: str | None = None, *, strategy_name: str | None = None,
+                       backtest: bool | None = None) -> PartialStatistics:
+        return partial_statistics([agg for _, agg in _recorder.select(symbol, strategy_name, backtest)])
+
+    @staticmethod
+    async def get_report(symbol: str | None = None, *, strategy_name: str | None = None,
+                         backtest: bool | None = None) -> str:
+        stats = await Partial.get_data(symbol, strategy_name=strategy_name, backtest=backtest)
+        return partial_report(stats, scope(symbol, strategy_name, backtest))
+
+    @staticmethod
+    async def dump(symbol: str | None = None, *, strategy_name: str | None = None, backtest: bool | None = None,
+                   path: str = "./dump/partial") -> str:
+        report = await Partial.get_report(symbol, strategy_name=strategy_name, backtest=backtest)
+        return dump_report(report, path, symbol, strategy_name)
+
+
+def install() -> None:
+    bus.partial_profit.tap(_record_profit)  # type: ignore[attr-defined]
+    bus.partial_loss.tap(_record_loss)  # type: ignore[attr-defined]
+
+
+def reset() -> None:
+    _recorder.clear()
