@@ -306,3 +306,23 @@ async def test_memory_persistence_plugs_in_with_one_call(tmp_path):
     assert [r.action for r in results][:2] == ["opened", "closed"]
     assert not (tmp_path / "never").exists()
     assert adapters[0].data[("signal", "BTC_s")] != b""
+
+
+async def test_a_restored_scheduled_signal_holds_its_risk_slot(tmp_path):
+    from engine.risk import reset_risks, risk_for
+
+    def setup(end):
+        bk.clear_registry()
+        replay(steps((100, 15), (97, 60)), end=end)
+        bk.add_risk("max2", validations=[lambda a: "full" if a.active_position_count >= 2 else None])
+        bk.add_strategy("s", lambda symbol, when: bk.SignalDto(position="long", price_open=95, price_take_profit=110,
+                                                               price_stop_loss=90), risk_name="max2")
+
+    setup(end=12)
+    assert [r.action async for r in bk.Live.run("BTC", strategy_name="s", exchange_name="replay",
+                                               state_dir=tmp_path / "a")] == ["scheduled"]
+    reset_risks()                               # a new process: nothing in memory
+    setup(end=13)
+    assert [r.action async for r in bk.Live.run("BTC", strategy_name="s", exchange_name="replay",
+                                               state_dir=tmp_path / "a")] == []
+    assert list(risk_for("max2").reserved) == ["s:replay:BTC"] and risk_for("max2").positions == {}
