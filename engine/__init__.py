@@ -33,8 +33,11 @@ from .registry import (
 from .risk import RiskCheckArgs, RiskPosition
 from .runners.backtest import Backtest
 from .runners.live import Live, StateConflict
+from .runners.walker import (Walker, WalkerCompleteEvent, WalkerDoneEvent, WalkerEvent, WalkerProgressEvent,
+                             WalkerResults, WalkerRow)
 from .signal import SignalValidationError
 from .sizing import PositionSize
+from .sweep import add_sweep, expand_grid, sweep_name
 from .stats import BacktestStatistics, backtest_statistics
 from .types import (
     BacktestProgressEvent, Candle, Candles, DoneEvent, ErrorEvent, PartialEvent, PerformanceEvent, PnL,
@@ -45,4 +48,4 @@ from .types import (
 __all__ = [name for name in dir() if not name.startswith("_") and name not in {
     "config", "context", "events", "exchange", "functions", "log", "pnl", "registry", "risk", "runners",
     "signal", "sizing", "stats", "types", "feed", "interval", "fastpath", "partial", "persist", "report",
-    "strategy", "history", "analytics"}]
+    "strategy", "history", "analytics", "cells", "cellcache", "executors", "sweep"}]

@@ -74,10 +74,12 @@ class SizingCallbacks(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class WalkerCallbacks(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``on_strategy_start(strategy_name, symbol)``, ``on_strategy_complete(strategy_name, symbol, stats, metric_value)``,
-    ``on_complete(results)``."""
+    ``on_strategy_error(strategy_name, symbol, error)``, ``on_complete(results)`` (once per symbol, and once
+    more for the overall ranking of a several-symbol run)."""
 
     on_strategy_start: Callable | None = None
     on_strategy_complete: Callable | None = None
+    on_strategy_error: Callable | None = None
     on_complete: Callable | None = None
 
 
@@ -112,6 +114,9 @@ class StrategySchema(msgspec.Struct, frozen=True):
     risk_list: tuple[str, ...] = ()
     callbacks: StrategyCallbacks = StrategyCallbacks()
     note: str = ""
+    # Set by add_sweep: get_signal is factory(**params), which is how a worker process rebuilds it.
+    factory: Callable | None = None
+    params: dict[str, Any] | None = None
 
     @property
     def risk_names(self) -> tuple[str, ...]:
@@ -147,6 +152,7 @@ class WalkerSchema(msgspec.Struct, frozen=True):
     metric: str = "sharpe_ratio"
     callbacks: WalkerCallbacks = WalkerCallbacks()
     note: str = ""
+    symbols: tuple[str, ...] = ()     # the symbols `btk walker` uses when none is given
 
 
 _exchanges: dict[str, ExchangeSchema] = {}
@@ -248,8 +254,10 @@ def add_frame(frame_name: str, *, start: datetime | int, end: datetime | int, in
 
 
 def add_strategy(strategy_name: str, get_signal: Callable, *, interval: str = "1m", risk_name: str | None = None,
-                 risk_list: Sequence[str] = (), callbacks: Any = None, note: str = "") -> None:
-    """Register a strategy: ``get_signal(symbol, when: datetime) -> SignalDto | None`` (sync or async)."""
+                 risk_list: Sequence[str] = (), callbacks: Any = None, note: str = "",
+                 factory: Callable | None = None, params: dict[str, Any] | None = None) -> None:
+    """Register a strategy: ``get_signal(symbol, when: datetime) -> SignalDto | None`` (sync or async).
+    ``factory`` / ``params`` record that ``get_signal = factory(**params)`` (see ``add_sweep``)."""
     name = _name("strategy", strategy_name, _strategies, "strategy_name")
     if risk_name is not None and (not isinstance(risk_name, str) or not risk_name):
         raise ValueError(f"add_strategy {name!r}: risk_name must be a non-empty string or None")
@@ -260,6 +268,7 @@ def add_strategy(strategy_name: str, get_signal: Callable, *, interval: str = "1
         get_signal=_callable("strategy", name, "get_signal", get_signal, required=True),  # type: ignore[arg-type]
         interval=_interval("strategy", name, interval), risk_name=risk_name, risk_list=tuple(risk_list),
         callbacks=_callbacks("strategy", name, callbacks, StrategyCallbacks), note=_note("strategy", name, note),
+        factory=factory, params=dict(params) if params is not None else None,
     )
 
 
@@ -314,8 +323,10 @@ def add_sizing(sizing_name: str, *, method: str, risk_percentage: float | None =
 
 
 def add_walker(walker_name: str, *, exchange_name: str, frame_name: str, strategies: Sequence[str],
-               metric: str = "sharpe_ratio", callbacks: Any = None, note: str = "") -> None:
-    """Register a walker: ranks ``strategies`` on one symbol, exchange and frame by ``metric``."""
+               metric: str = "sharpe_ratio", callbacks: Any = None, note: str = "",
+               symbols: Sequence[str] = ()) -> None:
+    """Register a walker: ranks ``strategies`` on one symbol (or each of several, and overall),
+    exchange and frame by ``metric``. ``symbols``: the default symbols of ``btk walker``."""
     name = _name("walker", walker_name, _walkers, "walker_name")
     for field, value in (("exchange_name", exchange_name), ("frame_name", frame_name)):
         if not isinstance(value, str) or not value:
@@ -326,10 +337,12 @@ def add_walker(walker_name: str, *, exchange_name: str, frame_name: str, strateg
         raise ValueError(f"add_walker {name!r}: strategies lists a name twice")
     if metric not in WALKER_METRICS:
         raise ValueError(f"add_walker {name!r}: unknown metric {metric!r}: expected one of {', '.join(WALKER_METRICS)}")
+    if isinstance(symbols, str) or not all(isinstance(s, str) and s for s in symbols):
+        raise ValueError(f"add_walker {name!r}: symbols must be a list of symbol names")
     _walkers[name] = WalkerSchema(walker_name=name, exchange_name=exchange_name, frame_name=frame_name,
                                   strategies=tuple(strategies), metric=metric,
                                   callbacks=_callbacks("walker", name, callbacks, WalkerCallbacks),
-                                  note=_note("walker", name, note))
+                                  note=_note("walker", name, note), symbols=tuple(dict.fromkeys(symbols)))
 
 
 # --- list_* / get_* ---------------------------------------------------------------------

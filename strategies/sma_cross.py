@@ -20,19 +20,30 @@ FAST, SLOW = 20, 50
 TAKE_PROFIT, STOP_LOSS, MINUTES = 0.02, 0.01, 120
 
 
-async def get_signal(symbol: str, when: datetime) -> bk.SignalDto | None:
-    closes = (await bk.get_candles(symbol, "1m", SLOW + 1)).close.tolist()
-    slow_prev = sum(closes[0:SLOW])
-    slow_now = slow_prev - closes[0] + closes[SLOW]
-    fast_prev = sum(closes[SLOW - FAST:SLOW])
-    fast_now = fast_prev - closes[SLOW - FAST] + closes[SLOW]
-    # Compare sums scaled to means: fast/FAST vs slow/SLOW.
-    if fast_prev * SLOW <= slow_prev * FAST and fast_now * SLOW > slow_now * FAST:
-        price = await bk.get_average_price(symbol)
-        return bk.SignalDto(position="long", price_take_profit=price * (1 + TAKE_PROFIT),
-                            price_stop_loss=price * (1 - STOP_LOSS), minute_estimated_time=MINUTES,
-                            note="SMA20 crossed above SMA50")
-    return None
+def make_signal(fast: int = FAST, slow: int = SLOW, take_profit: float = TAKE_PROFIT, stop_loss: float = STOP_LOSS,
+                minutes: int = MINUTES):
+    """``get_signal`` for one parameter set (the sweep ``sma_cross[fast=..,slow=..]`` calls this)."""
+    if not 0 < fast < slow:
+        raise TypeError(f"sma_cross needs 0 < fast < slow, got fast={fast}, slow={slow}")
+    note = f"SMA{fast} crossed above SMA{slow}"
+
+    async def get_signal(symbol: str, when: datetime) -> bk.SignalDto | None:
+        closes = (await bk.get_candles(symbol, "1m", slow + 1)).close.tolist()
+        slow_prev = sum(closes[0:slow])
+        slow_now = slow_prev - closes[0] + closes[slow]
+        fast_prev = sum(closes[slow - fast:slow])
+        fast_now = fast_prev - closes[slow - fast] + closes[slow]
+        # Compare sums scaled to means: fast_sum/fast vs slow_sum/slow.
+        if fast_prev * slow <= slow_prev * fast and fast_now * slow > slow_now * fast:
+            price = await bk.get_average_price(symbol)
+            return bk.SignalDto(position="long", price_take_profit=price * (1 + take_profit),
+                                price_stop_loss=price * (1 - stop_loss), minute_estimated_time=minutes, note=note)
+        return None
+
+    return get_signal
+
+
+get_signal = make_signal()
 
 
 def register() -> None:

@@ -5,6 +5,7 @@ from engine.events import clear_listeners
 from engine.risk import reset_risks
 from engine.runners.backtest import reset_backtests
 from engine.runners.live import reset_live
+from engine.runners.walker import reset_walkers
 
 
 @pytest.fixture(autouse=True)
@@ -18,6 +19,7 @@ def clean_engine(tmp_path, monkeypatch):
     reset_risks()
     reset_backtests()
     reset_live()
+    reset_walkers()
     bk.reset_analytics()
     bk.set_persistence(None)
     yield

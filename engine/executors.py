@@ -1,0 +1,104 @@
+"""Where cells run: ``inline`` (one by one on the caller's event loop, the default), ``process``
+(a spawn pool sized to the cores) or ``dask`` (a Dask ``distributed`` cluster: the scheduler at
+``scheduler``, or a LocalCluster started for the run).
+
+``process`` and ``dask`` go through a ``concurrent.futures.Executor`` (a ProcessPoolExecutor,
+or the Dask client's ``get_executor()``): a cell goes out as names and parameters, its result
+comes back as it finishes. ``inline`` needs no executor: the cell runs in this process with what
+is registered here (lambdas and closures too), and its events reach this process's listeners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+from collections.abc import Awaitable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from typing import Any
+
+from .cells import Cell, CellResult, run_cell, run_cell_async
+
+EXECUTORS = ("inline", "process", "dask")
+
+
+def core_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class CellRunner:
+    """``async with CellRunner(kind, scheduler=...) as runner: await runner.run(cell)``."""
+
+    def __init__(self, kind: str = "inline", *, scheduler: str | None = None, workers: int | None = None):
+        if kind not in EXECUTORS:
+            raise ValueError(f"unknown executor {kind!r}: expected one of {', '.join(EXECUTORS)}")
+        if scheduler is not None and kind != "dask":
+            raise ValueError(f"--scheduler is for the dask executor, not {kind}")
+        self.kind, self.scheduler = kind, scheduler
+        self.workers = workers or core_count()
+        self.executor: Executor | None = None
+        self._client: Any = None
+        self._cluster: Any = None
+        self._inline_lock = asyncio.Lock()
+
+    @property
+    def portable(self) -> bool:
+        """Whether cells leave this process (and so must be rebuilt from module paths)."""
+        return self.kind != "inline"
+
+    @property
+    def describe(self) -> str:
+        if self.kind == "inline":
+            return "inline (this process)"
+        if self.kind == "process":
+            return f"process pool, {self.workers} workers (spawn)"
+        return f"dask {self.scheduler}" if self.scheduler else f"dask LocalCluster, {self.workers} workers"
+
+    async def __aenter__(self) -> CellRunner:
+        if self.kind == "process":
+            self.executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+        elif self.kind == "dask":
+            await asyncio.to_thread(self._start_dask)
+        return self
+
+    def _start_dask(self) -> None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError as exc:  # pragma: no cover - a dependency of btk
+            raise RuntimeError("the dask executor needs `distributed` (pip install distributed)") from exc
+        if self.scheduler:
+            try:
+                self._client = Client(self.scheduler, timeout=10)
+            except OSError as exc:
+                raise ConnectionError(f"cannot reach the Dask scheduler at {self.scheduler}: {exc}") from exc
+        else:
+            self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                         dashboard_address=None, silence_logs=logging.ERROR)
+            self._client = Client(self._cluster)
+        self.executor = self._client.get_executor()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if isinstance(self.executor, ProcessPoolExecutor):
+            await asyncio.to_thread(self.executor.shutdown, True, cancel_futures=True)
+        if self._client is not None:
+            await asyncio.to_thread(self._stop_dask)
+        self.executor = None
+
+    def _stop_dask(self) -> None:
+        self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+    def run(self, cell: Cell) -> Awaitable[CellResult]:
+        """The cell's result, once it finishes."""
+        if self.executor is None:
+            return self._run_inline(cell)
+        return asyncio.wrap_future(self.executor.submit(run_cell, cell))
+
+    async def _run_inline(self, cell: Cell) -> CellResult:
+        async with self._inline_lock:    # one at a time: events of one cell are not interleaved with another's
+            return await run_cell_async(cell)
