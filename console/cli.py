@@ -30,6 +30,11 @@ from .workspace import WorkspaceError, open_workspace
 # position still open (time_expired); it starts after DEFAULT_WARMUP_MINUTES.
 
 
+def bk_executors() -> tuple[str, ...]:
+    from engine.executors import EXECUTORS
+    return EXECUTORS
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="btk", description="Terminal trading console and backtest engine.")
     parser.add_argument("--store", type=Path, default=None, help="candle store (default $BTK_HOME/btk.sqlite3)")
@@ -61,6 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--from", dest="start", help="replay: first tick, ISO date/time (default: a day into the data)")
     lv.add_argument("--to", dest="end", help="replay: last tick, ISO date/time (default: the end of the data)")
     lv.add_argument("--quiet", action="store_true", help="no per-tick status line, only opens and closes")
+
+    wk = sub.add_parser("walker", help="rank a walker's strategies (or a parameter sweep) by its metric")
+    wk.add_argument("walker", help="a registered walker (see `btk walkers`)")
+    wk.add_argument("--symbol", action="append", default=[], metavar="S",
+                    help="symbol to walk (repeat or comma-separate for several; default: the walker's own)")
+    wk.add_argument("--executor", default="inline", choices=bk_executors(),
+                    help="where cells run: inline (default), process (one worker per core), dask")
+    wk.add_argument("--scheduler", metavar="ADDRESS", help="dask: a scheduler, e.g. tcp://10.0.0.5:8786 "
+                    "(default: a LocalCluster on this machine)")
+    wk.add_argument("--workers", type=int, help="process / dask LocalCluster: worker count (default: the cores)")
+    wk.add_argument("--fresh", action="store_true", help="ignore cached cells and compute every one again")
+    wk.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    wk.add_argument("--report", type=Path, help="write the markdown report to this file")
+    sub.add_parser("walkers", help="list the registered walkers")
 
     data = sub.add_parser("data", help="the candle store")
     data_sub = data.add_subparsers(dest="data_command")
@@ -117,6 +136,14 @@ async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "live":
         from .live import run_live
         return await run_live(args, store)
+    if args.command == "walkers":
+        for w in bk.list_walkers():
+            print(f"{w.walker_name:14} {len(w.strategies):>3} strategies  {','.join(w.symbols) or '-':16} "
+                  f"{w.frame_name:18} {w.metric:14} {w.note}")
+        return 0
+    if args.command == "walker":
+        from .walker import run_walker
+        return await run_walker(args)
     return await _backtest(args, store)
 
 

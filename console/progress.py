@@ -15,17 +15,23 @@ class ProgressBar:
         self.drawn = False
 
     def update(self, event) -> None:
+        """A backtest progress event."""
+        self.show(event.processed_frames, event.total_frames, "candles")
+
+    def show(self, done: int, total: int, unit: str) -> None:
         now = time.perf_counter()
-        if now - self.last_draw < self.min_interval and event.progress < 1.0:
+        progress = done / total if total else 1.0
+        if now - self.last_draw < self.min_interval and progress < 1.0:
             return
         self.last_draw = now
         elapsed = max(now - self.started, 1e-9)
-        rate = event.processed_frames / elapsed
-        left = (event.total_frames - event.processed_frames) / rate if rate > 0 else float("inf")
-        filled = int(self.width * event.progress)
+        rate = done / elapsed
+        left = (total - done) / rate if rate > 0 else float("inf")
+        filled = int(self.width * progress)
         eta = f"{left:5.1f}s" if left != float("inf") else "  ?  "
-        self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {event.progress * 100:5.1f}%  "
-                          f"{rate:,.0f} candles/s  ETA {eta} ")
+        speed = f"{rate:,.0f} {unit}/s" if rate >= 10 else f"{rate:,.2f} {unit}/s"
+        self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {progress * 100:5.1f}%  "
+                          f"{speed}  ETA {eta} ")
         self.stream.flush()
         self.drawn = True
 

@@ -26,8 +26,9 @@ from ..types import Candles
 
 BUNDLED = "bundled"
 # symbol -> file in engine/data (bump SEED_VERSION when the files change)
-BUNDLED_FILES = {"BTCUSDT": "binanceus_BTCUSDT_1m.csv.gz", "ETHBTC": "bittrex_ETHBTC_1m.csv.gz"}
-SEED_VERSION = "1"
+BUNDLED_FILES = {"BTCUSDT": "binanceus_BTCUSDT_1m.csv.gz", "ETHBTC": "bittrex_ETHBTC_1m.csv.gz",
+                 "LTCBTC": "bittrex_LTCBTC_1m.csv.gz"}
+SEED_VERSION = "2"
 
 
 class CandlesUnavailable(LookupError):
