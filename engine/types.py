@@ -211,7 +211,7 @@ class SignalRow(msgspec.Struct, frozen=True):
     price_open: float
     price_take_profit: float
     price_stop_loss: float
-    minute_estimated_time: float = 43200
+    minute_estimated_time: int | float = 43200   # whole minutes, or inf (no time limit)
     symbol: str = ""
     strategy_name: str = ""
     exchange_name: str = ""

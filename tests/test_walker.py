@@ -1,0 +1,225 @@
+"""SEMANTICS.md section 10: the walker, parameter sweeps, executors and the cell cache."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import msgspec
+import pytest
+
+import engine as bk
+import strategies
+from engine.cells import CellResult
+from engine.exchange.bundled import StoreExchange, ensure_seeded
+from engine.interval import to_ms
+from engine.runners.walker import rank
+from engine.stats import backtest_statistics
+from strategies import sma_cross
+from tests.test_pnl_stats_sizing import VECTORS, _closed
+
+GRID = {"fast": [5, 10], "slow": [30, 60]}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("walker-store") / "store.sqlite3"
+    asyncio.run(ensure_seeded(path))
+    return path
+
+
+def setup_sweep(store, grid=GRID, *, symbols=("ETHBTC", "LTCBTC"), callbacks=None):
+    """Two days of the bundled 2018 pair; a sweep of ``grid``; walker ``w`` over it."""
+    bk.add_exchange("bundled", StoreExchange("bundled", store).get_candles)
+    bk.add_frame("two-days", start=to_ms(datetime(2018, 1, 21, tzinfo=timezone.utc)),
+                 end=to_ms(datetime(2018, 1, 23, tzinfo=timezone.utc)))
+    names = bk.add_sweep("sma", sma_cross.make_signal, grid)
+    bk.add_walker("w", exchange_name="bundled", frame_name="two-days", strategies=names, symbols=list(symbols),
+                  callbacks=callbacks)
+    return names
+
+
+async def walk(symbols=("ETHBTC", "LTCBTC"), **options):
+    events = [e async for e in bk.Walker.run(list(symbols), walker_name="w", **options)]
+    return events, {s: await bk.Walker.get_data(s, walker_name="w") for s in (*symbols, "*")}
+
+
+def table(results):
+    """What must not depend on the executor or the cache: every row but timing and provenance."""
+    return {sym: [(r.rank, r.strategy_name, r.metric_value, r.total_signals, r.below_gates, r.error,
+                   msgspec.json.encode(r.stats)) for r in res.rows] for sym, res in results.items()}
+
+
+# --- ranking --------------------------------------------------------------------------------------
+
+def _result(name, trades):
+    return CellResult(name, "X", "", stats=backtest_statistics(trades))
+
+
+def test_rank_highest_non_null_wins_ties_keep_the_earlier_and_none_never_wins():
+    closed = _closed(VECTORS["backtest_12_trades"]["trades"])
+    bk.add_exchange("e", lambda *a: [])
+    bk.add_frame("f", start=0, end=60_000)
+    for name in ("few", "a", "b", "broken", "c"):
+        bk.add_strategy(name, lambda s, w: None)
+    bk.add_walker("w", exchange_name="e", frame_name="f", strategies=["few", "a", "b", "broken", "c"])
+    worse = [msgspec.structs.replace(c, pnl=bk.PnL(c.pnl.pnl_percentage - 0.05, 100, 100)) for c in closed]
+    results = rank(bk.registry.get_walker("w"), "X", {
+        "few": _result("few", closed[:3]),                  # 3 trades: Sharpe None, never wins
+        "a": _result("a", worse), "b": _result("b", closed), "c": _result("c", closed),   # b and c tie
+        "broken": CellResult("broken", "X", "", error="RuntimeError: boom")})
+    assert [r.strategy_name for r in results.rows] == ["b", "c", "a", "few", "broken"]
+    assert [r.rank for r in results.rows] == [1, 2, 3, None, None]
+    assert results.best_strategy == "b" and results.runner_up == "c" and results.lead == 0.0
+    few = results.rows[3]
+    assert few.below_gates and few.total_signals == 3 and few.metric_value is None
+    assert results.rows[4].error == "RuntimeError: boom"
+    nothing = rank(bk.registry.get_walker("w"), "X", {"few": _result("few", closed[:3])})
+    assert nothing.best_strategy is None and nothing.best_metric is None
+
+
+# --- a walk ---------------------------------------------------------------------------------------
+
+async def test_callbacks_and_events_come_in_order(store):
+    journal = []
+    cb = bk.WalkerCallbacks(
+        on_strategy_start=lambda name, symbol: journal.append(("start", name, symbol)),
+        on_strategy_complete=lambda name, symbol, stats, value: journal.append(("complete", name, symbol)),
+        on_complete=lambda results: journal.append(("on_complete", results.symbol)))
+    names = setup_sweep(store, symbols=["ETHBTC"], callbacks=cb)
+    bk.listen_walker(lambda e: journal.append(("walker", e.strategy_name, e.strategies_tested, e.best_strategy)))
+    bk.listen_walker_progress(lambda e: journal.append(("progress", e.processed_cells, e.total_cells)))
+    bk.listen_walker_complete(lambda e: journal.append(("walker_complete", e.symbol, e.best_strategy)))
+    bk.listen_done_walker(lambda e: journal.append(("done", e.walker_name)))
+    events, results = await walk(["ETHBTC"])
+    best = results["ETHBTC"].best_strategy
+    assert [e.strategy_name for e in events] == names
+    expected = [("start", n, "ETHBTC") for n in names]
+    running_best = None
+    for i, n in enumerate(names, 1):
+        value, best_value = events[i - 1].metric_value, None if running_best is None else \
+            results["ETHBTC"].rows[[r.strategy_name for r in results["ETHBTC"].rows].index(running_best)].metric_value
+        if value is not None and (best_value is None or value > best_value):
+            running_best = n
+        expected += [("complete", n, "ETHBTC"), ("walker", n, i, running_best), ("progress", i, len(names))]
+    expected += [("walker_complete", "ETHBTC", best), ("on_complete", "ETHBTC"), ("done", "w")]
+    assert journal == expected
+    assert best == max((r for r in results["ETHBTC"].rows if r.metric_value is not None),
+                       key=lambda r: r.metric_value).strategy_name
+
+
+async def test_a_failing_cell_is_reported_and_skipped_and_the_walk_goes_on(store):
+    errors, failed = [], []
+    cb = bk.WalkerCallbacks(on_strategy_error=lambda name, symbol, error: failed.append((name, symbol)))
+    names = setup_sweep(store, callbacks=cb)
+    bk.listen_error(errors.append)
+    events, results = await walk(("ETHBTC", "NOPE"))
+    assert {e.symbol for e in events} == {"ETHBTC"} and len(events) == len(names)
+    assert sorted(failed) == sorted((n, "NOPE") for n in names)
+    assert len(errors) == len(names) and all("NOPE" in str(e.error) for e in errors)
+    assert results["ETHBTC"].best_strategy is not None
+    assert results["NOPE"].best_strategy is None and all(r.error for r in results["NOPE"].rows)
+    assert all(r.error and r.error.startswith("NOPE:") for r in results["*"].rows)    # overall needs every symbol
+
+
+async def test_several_symbols_rank_each_and_overall_on_pooled_signals(store):
+    names = setup_sweep(store)
+    _, results = await walk()
+    for name in names:
+        per = [next(r for r in results[s].rows if r.strategy_name == name) for s in ("ETHBTC", "LTCBTC")]
+        pooled = next(r for r in results["*"].rows if r.strategy_name == name)
+        assert pooled.total_signals == sum(r.total_signals for r in per)
+        both = per[0].stats.signal_list + per[1].stats.signal_list
+        assert pooled.metric_value == backtest_statistics(both).sharpe_ratio
+    report = await bk.Walker.get_report("*", walker_name="w")
+    assert "all symbols, signals pooled" in report and f"Best: **{results['*'].best_strategy}**" in report
+
+
+# --- executors and the cache ---------------------------------------------------------------------
+
+async def test_inline_process_and_dask_give_identical_tables(store):
+    setup_sweep(store)
+    _, inline = await walk(executor="inline", cache=False)
+    _, process = await walk(executor="process", cache=False, workers=2)
+    _, dask = await walk(executor="dask", cache=False, workers=2)
+    assert table(inline) == table(process) == table(dask)
+    assert inline["*"].best_strategy is not None
+
+
+async def test_a_second_run_is_served_from_the_cache_and_one_changed_parameter_recomputes_its_cells(store):
+    setup_sweep(store)
+    backtests = []
+    bk.listen_done_backtest(backtests.append)
+    _, first = await walk()
+    assert len(backtests) == 8 and not any(r.cached for res in first.values() for r in res.rows if res.symbol != "*")
+    backtests.clear()
+    _, second = await walk()
+    assert backtests == [] and all(r.cached for res in second.values() for r in res.rows)
+    assert table(first) == table(second)
+    # Change one value of the grid: fast 10 -> 15. Only the cells of fast=15 run.
+    bk.clear_registry()
+    setup_sweep(store, {"fast": [5, 15], "slow": [30, 60]})
+    _, third = await walk()
+    ran = sorted((e.strategy_name, e.symbol) for e in backtests)
+    assert ran == sorted((f"sma[fast=15,slow={s}]", sym) for s in (30, 60) for sym in ("ETHBTC", "LTCBTC"))
+    kept = [r for r in third["ETHBTC"].rows if r.strategy_name.startswith("sma[fast=5,")]
+    assert kept and all(r.cached for r in kept)
+    backtests.clear()
+    await walk(fresh=True)
+    assert len(backtests) == 8          # --fresh ignores the cache
+
+
+async def test_process_executor_refuses_a_strategy_it_cannot_import(store):
+    setup_sweep(store)
+    bk.add_strategy("inline_only", lambda symbol, when: None)
+    bk.add_walker("lam", exchange_name="bundled", frame_name="two-days", strategies=["inline_only"])
+    with pytest.raises(ValueError, match="inline_only.*cannot be imported by a worker process"):
+        async for _ in bk.Walker.run("ETHBTC", walker_name="lam", executor="process"):
+            pass
+
+
+def test_sweep_names_grid_errors_and_where():
+    assert bk.sweep_name("sma", {"fast": 10, "slow": 40}) == "sma[fast=10,slow=40]"
+    names = bk.add_sweep("s", sma_cross.make_signal, {"fast": [10, 50], "slow": [40]}, where=lambda p: p["fast"] < p["slow"])
+    assert names == ["s[fast=10,slow=40]"]
+    schema = bk.registry.get_strategy(names[0])
+    assert schema.factory is sma_cross.make_signal and schema.params == {"fast": 10, "slow": 40}
+    with pytest.raises(ValueError, match="grid\\['fast'\\] must be a non-empty list"):
+        bk.add_sweep("t", sma_cross.make_signal, {"fast": []})
+    with pytest.raises(ValueError, match="factory rejects"):
+        bk.add_sweep("u", sma_cross.make_signal, {"fast": [60], "slow": [40]})
+    with pytest.raises(ValueError, match="finite numbers"):
+        bk.add_sweep("v", sma_cross.make_signal, {"fast": [float("nan")]})
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+def btk(*args, home):
+    env = {**os.environ, "BTK_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "console.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=Path(__file__).resolve().parent.parent, timeout=300)
+
+
+def test_cli_walker_json_follows_the_contract(tmp_path):
+    out = btk("walker", "samples", "--json", home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert set(doc) >= {"walker_name", "symbol", "metric", "best_strategy", "best_metric", "results"}
+    assert doc["walker_name"] == "samples" and doc["symbol"] == "BTCUSDT" and doc["metric"] == "sharpe_ratio"
+    assert [r["strategy_name"] for r in doc["results"]][0] == doc["best_strategy"]
+    assert {r["strategy_name"] for r in doc["results"]} == set(strategies.SAMPLES)
+    assert all({"strategy_name", "metric_value", "stats"} <= set(r) for r in doc["results"])
+    again = btk("walker", "samples", home=tmp_path)
+    assert again.returncode == 0 and "cached" in again.stdout and "best:" in again.stdout
+
+
+def test_cli_walker_bad_arguments_exit_2(tmp_path):
+    unknown = btk("walker", "nope", home=tmp_path)
+    assert unknown.returncode == 2 and "unknown walker 'nope'" in unknown.stderr and "samples" in unknown.stderr
+    sched = btk("walker", "samples", "--scheduler", "tcp://127.0.0.1:1", home=tmp_path)
+    assert sched.returncode == 2 and "--scheduler needs --executor dask" in sched.stderr
