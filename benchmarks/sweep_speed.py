@@ -1,0 +1,76 @@
+"""Wall time of the default workspace's 24-cell sweep (``sma_sweep``: 12 SMA parameter sets x
+ETHBTC and LTCBTC, ten days of bundled 1m candles each) through each executor.
+
+    python benchmarks/sweep_speed.py                    # inline, process, dask (LocalCluster)
+    python benchmarks/sweep_speed.py --executors inline process
+
+Each executor runs in a fresh process on a fresh candle store and cache (so nothing is cached),
+timing the walk alone (the store is seeded before the clock starts; pool or cluster start-up is
+included). A last line times a second, cached run of the same sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+async def _case(executor: str, runs: int) -> dict:
+    import engine as bk
+    from console.workspace import open_workspace
+    from engine.executors import core_count
+
+    await open_workspace()
+    walker = bk.registry.get_walker("sma_sweep")
+    symbols = list(walker.symbols)
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        cells = cached = 0
+        async for event in bk.Walker.run(symbols, walker_name="sma_sweep", executor=executor):
+            cells += 1
+            cached += event.cached
+        timings.append(time.perf_counter() - started)
+    best = await bk.Walker.get_data("*", walker_name="sma_sweep")
+    return {"executor": executor, "cells": cells, "cached": cached, "seconds": timings, "cores": core_count(),
+            "best": best.best_strategy if best else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--executors", nargs="+", default=["inline", "process", "dask"])
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        executor, runs = args.case.split(":")
+        print(json.dumps(asyncio.run(_case(executor, int(runs)))))
+        return
+    rows = []
+    for i, executor in enumerate(args.executors):
+        home = tempfile.mkdtemp(prefix="btk-sweep-bench-")
+        runs = 2 if i == 0 else 1   # the first executor also times a cached re-run
+        out = subprocess.run([sys.executable, __file__, "--case", f"{executor}:{runs}"], capture_output=True,
+                             text=True, env={**os.environ, "BTK_HOME": home})
+        if out.returncode != 0:
+            print(f"{executor:8} failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else '?'}")
+            continue
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    for r in rows:
+        print(f"{r['executor']:8} {r['cells']} cells  {r['seconds'][0]:6.2f} s  ({r['cores']} cores)  "
+              f"best overall: {r['best']}")
+    for r in rows:
+        if len(r["seconds"]) > 1:
+            print(f"cached   {r['cells']} cells  {r['seconds'][1]:6.2f} s  (second run, {r['cached']} from the cache)")
+
+
+if __name__ == "__main__":
+    main()
