@@ -14,7 +14,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
 
@@ -93,12 +93,15 @@ class CellRunner:
         if self._cluster is not None:
             self._cluster.close()
 
-    def run(self, cell: Cell) -> Awaitable[CellResult]:
-        """The cell's result, once it finishes."""
+    def run(self, cell: Cell, skip: Callable[[], bool] = lambda: False) -> Awaitable[CellResult | None]:
+        """The cell's result once it finishes; None when ``skip()`` said so before it started
+        (inline cells wait their turn; a cell already handed to a worker runs to its end)."""
         if self.executor is None:
-            return self._run_inline(cell)
+            return self._run_inline(cell, skip)
         return asyncio.wrap_future(self.executor.submit(run_cell, cell))
 
-    async def _run_inline(self, cell: Cell) -> CellResult:
+    async def _run_inline(self, cell: Cell, skip: Callable[[], bool]) -> CellResult | None:
         async with self._inline_lock:    # one at a time: events of one cell are not interleaved with another's
+            if skip():
+                return None
             return await run_cell_async(cell)

@@ -223,3 +223,27 @@ def test_cli_walker_bad_arguments_exit_2(tmp_path):
     assert unknown.returncode == 2 and "unknown walker 'nope'" in unknown.stderr and "samples" in unknown.stderr
     sched = btk("walker", "samples", "--scheduler", "tcp://127.0.0.1:1", home=tmp_path)
     assert sched.returncode == 2 and "--scheduler needs --executor dask" in sched.stderr
+
+
+async def test_background_walk_can_be_stopped_and_listed(store):
+    names = setup_sweep(store, {"fast": [5, 10, 15, 20], "slow": [30, 60]})
+    done = asyncio.Event()
+    bk.listen_done_walker(lambda e: done.set())
+    finished = []
+
+    def stop_after_first(event):
+        finished.append(event.strategy_name)
+        bk.Walker.stop(["ETHBTC"], walker_name="w")
+
+    bk.listen_walker(stop_after_first)
+    stop = bk.Walker.background(["ETHBTC"], walker_name="w", cache=False)
+    await asyncio.wait_for(done.wait(), 60)
+    (row,) = bk.Walker.list()
+    assert row["walker_name"] == "w" and row["status"] == "stopped" and row["total"] == len(names)
+    results = await bk.Walker.get_data("ETHBTC", walker_name="w")
+    # The stop came with the first result; the cell already past its turn (at most one more)
+    # finished, the ones still waiting never ran and are shown as not run.
+    assert finished == names[:len(finished)] and 1 <= len(finished) <= 2
+    not_run = [r.strategy_name for r in results.rows if r.error == "not run"]
+    assert sorted(not_run) == sorted(names[len(finished):])
+    stop()   # stopping a finished walk is harmless

@@ -99,8 +99,11 @@ class WalkerCompleteEvent(msgspec.Struct, frozen=True):
 
 
 class WalkerDoneEvent(msgspec.Struct, frozen=True):
+    """The done payload of API.md (``strategy_name`` is the walker's name) plus ``walker_name``."""
+
     walker_name: str
     symbol: str
+    strategy_name: str
     exchange_name: str
     frame_name: str
     backtest: bool = True
@@ -274,20 +277,22 @@ async def _walk(state: WalkerState, *, executor: str, scheduler: str | None, fre
         await store.__aenter__()
     try:
         async with runner:
-            pending: dict[asyncio.Future[CellResult], Cell] = {}
+            pending: dict[asyncio.Future[CellResult | None], Cell] = {}
             for cell in cells:
                 await _callback(cb.on_strategy_start, cell.strategy.strategy_name, cell.symbol, symbol=cell.symbol, **ctx)
                 hit = await store.get(cell.key) if store is not None and not fresh else None
-                done: asyncio.Future[CellResult] = asyncio.get_running_loop().create_future()
+                done: asyncio.Future[CellResult | None] = asyncio.get_running_loop().create_future()
                 if hit is not None:
                     done.set_result(hit)
                 elif state.stop_requested:
                     continue
                 else:
-                    done = asyncio.ensure_future(runner.run(cell))
+                    done = asyncio.ensure_future(runner.run(cell, lambda: state.stop_requested))
                 pending[done] = cell
             for next_done in asyncio.as_completed(list(pending)):
                 result = await next_done
+                if result is None:
+                    continue          # stopped before its turn: shown as not run
                 if store is not None and not result.cached:
                     await store.put(result)
                 symbol, name = result.symbol, result.strategy_name
@@ -315,7 +320,7 @@ async def _walk(state: WalkerState, *, executor: str, scheduler: str | None, fre
         await _callback(cb.on_complete, results, symbol=results.symbol, **ctx)
     state.status = "stopped" if state.stop_requested else "done"
     bus.done_walker.emit(WalkerDoneEvent(walker.walker_name, ",".join(state.symbols),  # type: ignore[attr-defined]
-                                         walker.exchange_name, walker.frame_name))
+                                         walker.walker_name, walker.exchange_name, walker.frame_name))
 
 
 async def _finish(walker: WalkerSchema, result: CellResult, best: dict[str, tuple[str | None, float | None]],
