@@ -96,3 +96,36 @@ def dump_report(report: str, path: str, *parts: str | None) -> str:
     """Write ``report`` atomically to ``{path}/{part_part...}.md`` (``None`` parts read ``all``)."""
     name = "_".join(safe_name(p or "all") for p in parts) or "all"
     return str(atomic_write(Path(path) / f"{name}.md", report.encode()))
+
+
+class AnalyticsService:
+    """``get_data`` / ``get_report`` / ``dump`` over optional filters (``None`` matches anything).
+    A service names its ``kind`` (the dump folder) and implements ``collect`` and ``render``."""
+
+    kind = ""
+
+    @classmethod
+    def collect(cls, symbol: str | None, strategy_name: str | None, backtest: bool | None) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def render(cls, stats: Any, where: str) -> str:
+        raise NotImplementedError
+
+    @classmethod
+    async def get_data(cls, symbol: str | None = None, *, strategy_name: str | None = None,
+                       backtest: bool | None = None) -> Any:
+        return cls.collect(symbol, strategy_name, backtest)
+
+    @classmethod
+    async def get_report(cls, symbol: str | None = None, *, strategy_name: str | None = None,
+                         backtest: bool | None = None) -> str:
+        return cls.render(cls.collect(symbol, strategy_name, backtest), scope(symbol, strategy_name, backtest))
+
+    @classmethod
+    async def dump(cls, symbol: str | None = None, *, strategy_name: str | None = None, backtest: bool | None = None,
+                   path: str | None = None) -> str:
+        """Write the report to ``{path}/{symbol}_{strategy_name}.md`` (``all`` for no filter; default
+        path ``./dump/{kind}``); returns the file."""
+        report = await cls.get_report(symbol, strategy_name=strategy_name, backtest=backtest)
+        return dump_report(report, path or f"./dump/{cls.kind}", symbol, strategy_name)

@@ -11,7 +11,7 @@ from ..events import bus
 from ..interval import iso
 from ..partial import LEVELS
 from ..types import PartialEvent
-from .base import Recorder, dump_report, newest, recent, scope, table
+from .base import AnalyticsService, Recorder, newest, recent, table
 
 
 class MilestoneEvent(msgspec.Struct, frozen=True):
@@ -86,25 +86,18 @@ def partial_report(stats: PartialStatistics, where: str) -> str:
                       "", "## By level", "", levels, "", "## Milestones (newest last)", "", events, ""])
 
 
-class Partial:
+class Partial(AnalyticsService):
     """Milestone analytics, recorded from every run in the process."""
 
-    @staticmethod
-    async def get_data(symbol: str | None = None, *, strategy_name: str | None = None,
-                       backtest: bool | None = None) -> PartialStatistics:
+    kind = "partial"
+
+    @classmethod
+    def collect(cls, symbol: str | None, strategy_name: str | None, backtest: bool | None) -> PartialStatistics:
         return partial_statistics([agg for _, agg in _recorder.select(symbol, strategy_name, backtest)])
 
-    @staticmethod
-    async def get_report(symbol: str | None = None, *, strategy_name: str | None = None,
-                         backtest: bool | None = None) -> str:
-        stats = await Partial.get_data(symbol, strategy_name=strategy_name, backtest=backtest)
-        return partial_report(stats, scope(symbol, strategy_name, backtest))
-
-    @staticmethod
-    async def dump(symbol: str | None = None, *, strategy_name: str | None = None, backtest: bool | None = None,
-                   path: str = "./dump/partial") -> str:
-        report = await Partial.get_report(symbol, strategy_name=strategy_name, backtest=backtest)
-        return dump_report(report, path, symbol, strategy_name)
+    @classmethod
+    def render(cls, stats: PartialStatistics, where: str) -> str:
+        return partial_report(stats, where)
 
 
 def install() -> None:

@@ -16,7 +16,7 @@ import msgspec
 
 from ..events import bus
 from ..types import PerformanceEvent
-from .base import Recorder, dump_report, fmt, scope, table
+from .base import AnalyticsService, Recorder, fmt, table
 
 
 class MetricStatistics(msgspec.Struct, frozen=True):
@@ -94,25 +94,18 @@ def performance_report(stats: PerformanceStatistics, where: str) -> str:
                       "can add up to more than 100 %.", ""])
 
 
-class Performance:
+class Performance(AnalyticsService):
     """Timing analytics, recorded from every run in the process."""
 
-    @staticmethod
-    async def get_data(symbol: str | None = None, *, strategy_name: str | None = None,
-                       backtest: bool | None = None) -> PerformanceStatistics:
+    kind = "performance"
+
+    @classmethod
+    def collect(cls, symbol: str | None, strategy_name: str | None, backtest: bool | None) -> PerformanceStatistics:
         return performance_statistics([d for _, d in _recorder.select(symbol, strategy_name, backtest)])
 
-    @staticmethod
-    async def get_report(symbol: str | None = None, *, strategy_name: str | None = None,
-                         backtest: bool | None = None) -> str:
-        stats = await Performance.get_data(symbol, strategy_name=strategy_name, backtest=backtest)
-        return performance_report(stats, scope(symbol, strategy_name, backtest))
-
-    @staticmethod
-    async def dump(symbol: str | None = None, *, strategy_name: str | None = None, backtest: bool | None = None,
-                   path: str = "./dump/performance") -> str:
-        report = await Performance.get_report(symbol, strategy_name=strategy_name, backtest=backtest)
-        return dump_report(report, path, symbol, strategy_name)
+    @classmethod
+    def render(cls, stats: PerformanceStatistics, where: str) -> str:
+        return performance_report(stats, where)
 
 
 def install() -> None:

@@ -10,7 +10,7 @@ import msgspec
 from ..events import bus
 from ..interval import iso
 from ..types import RiskEvent
-from .base import Recorder, dump_report, newest, recent, scope, table
+from .base import AnalyticsService, Recorder, newest, recent, table
 
 
 class RiskStatistics(msgspec.Struct, frozen=True):
@@ -82,25 +82,18 @@ def risk_report(stats: RiskStatistics, where: str) -> str:
                       "## Rejections (newest last)", "", events, ""])
 
 
-class Risk:
+class Risk(AnalyticsService):
     """Risk-rejection analytics, recorded from every run in the process."""
 
-    @staticmethod
-    async def get_data(symbol: str | None = None, *, strategy_name: str | None = None,
-                       backtest: bool | None = None) -> RiskStatistics:
+    kind = "risk"
+
+    @classmethod
+    def collect(cls, symbol: str | None, strategy_name: str | None, backtest: bool | None) -> RiskStatistics:
         return risk_statistics(_recorder, symbol, strategy_name, backtest)
 
-    @staticmethod
-    async def get_report(symbol: str | None = None, *, strategy_name: str | None = None,
-                         backtest: bool | None = None) -> str:
-        stats = await Risk.get_data(symbol, strategy_name=strategy_name, backtest=backtest)
-        return risk_report(stats, scope(symbol, strategy_name, backtest))
-
-    @staticmethod
-    async def dump(symbol: str | None = None, *, strategy_name: str | None = None, backtest: bool | None = None,
-                   path: str = "./dump/risk") -> str:
-        report = await Risk.get_report(symbol, strategy_name=strategy_name, backtest=backtest)
-        return dump_report(report, path, symbol, strategy_name)
+    @classmethod
+    def render(cls, stats: RiskStatistics, where: str) -> str:
+        return risk_report(stats, where)
 
 
 def install() -> None:

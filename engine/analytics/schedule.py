@@ -14,7 +14,7 @@ import msgspec
 from ..events import bus
 from ..interval import MINUTE_MS, iso
 from ..types import TickCancelled, TickOpened, TickResult, TickScheduled
-from .base import Recorder, dump_report, fmt, mean, newest, rate, recent, scope, table
+from .base import AnalyticsService, Recorder, fmt, mean, newest, rate, recent, table
 
 
 class ScheduleEvent(msgspec.Struct, frozen=True):
@@ -123,26 +123,18 @@ def schedule_report(stats: ScheduleStatistics, where: str) -> str:
                       "N/A means nothing was scheduled yet.", "", "## Events (newest last)", "", events, ""])
 
 
-class Schedule:
+class Schedule(AnalyticsService):
     """Scheduled-signal analytics, recorded from every run in the process."""
 
-    @staticmethod
-    async def get_data(symbol: str | None = None, *, strategy_name: str | None = None,
-                       backtest: bool | None = None) -> ScheduleStatistics:
+    kind = "schedule"
+
+    @classmethod
+    def collect(cls, symbol: str | None, strategy_name: str | None, backtest: bool | None) -> ScheduleStatistics:
         return schedule_statistics([agg for _, agg in _recorder.select(symbol, strategy_name, backtest)])
 
-    @staticmethod
-    async def get_report(symbol: str | None = None, *, strategy_name: str | None = None,
-                         backtest: bool | None = None) -> str:
-        stats = await Schedule.get_data(symbol, strategy_name=strategy_name, backtest=backtest)
-        return schedule_report(stats, scope(symbol, strategy_name, backtest))
-
-    @staticmethod
-    async def dump(symbol: str | None = None, *, strategy_name: str | None = None, backtest: bool | None = None,
-                   path: str = "./dump/schedule") -> str:
-        """Write the report to ``{path}/{symbol}_{strategy_name}.md`` (``all`` for no filter); returns the file."""
-        report = await Schedule.get_report(symbol, strategy_name=strategy_name, backtest=backtest)
-        return dump_report(report, path, symbol, strategy_name)
+    @classmethod
+    def render(cls, stats: ScheduleStatistics, where: str) -> str:
+        return schedule_report(stats, where)
 
 
 def install() -> None:

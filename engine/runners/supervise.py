@@ -4,14 +4,12 @@ reported on the bus, background tasks that never raise, the report of its closed
 from __future__ import annotations
 
 import asyncio
-from contextlib import aclosing
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from typing import Any
 
-from pathlib import Path
-
+from ..analytics.base import dump_report
 from ..events import bus
-from ..persist import atomic_write, safe_name
 from ..report import backtest_report
 from ..stats import backtest_statistics
 from ..types import ErrorEvent
@@ -70,4 +68,4 @@ def run_report(state: Any, symbol: str, strategy_name: str, *, frame_name: str) 
 
 def write_report(report: str, path: str, symbol: str, strategy_name: str) -> str:
     """``{path}/{symbol}_{strategy_name}.md``, written atomically; returns the file."""
-    return str(atomic_write(Path(path) / f"{safe_name(symbol)}_{safe_name(strategy_name)}.md", report.encode()))
+    return dump_report(report, path, symbol, strategy_name)
