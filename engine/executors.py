@@ -21,6 +21,7 @@ from typing import Any
 from .cells import Cell, CellResult, run_cell, run_cell_async
 
 EXECUTORS = ("inline", "process", "dask")
+DASK_CONNECT_TIMEOUT_S = 10.0
 
 
 def core_count() -> int:
@@ -72,7 +73,7 @@ class CellRunner:
             raise RuntimeError("the dask executor needs `distributed` (pip install distributed)") from exc
         if self.scheduler:
             try:
-                self._client = Client(self.scheduler, timeout=10)
+                self._client = Client(self.scheduler, timeout=DASK_CONNECT_TIMEOUT_S)
             except OSError as exc:
                 raise ConnectionError(f"cannot reach the Dask scheduler at {self.scheduler}: {exc}") from exc
         else:

@@ -46,7 +46,8 @@ def setup_sweep(store, grid=GRID, *, symbols=("ETHBTC", "LTCBTC"), callbacks=Non
 
 async def walk(symbols=("ETHBTC", "LTCBTC"), **options):
     events = [e async for e in bk.Walker.run(list(symbols), walker_name="w", **options)]
-    return events, {s: await bk.Walker.get_data(s, walker_name="w") for s in (*symbols, "*")}
+    keys = (*symbols, "*") if len(symbols) > 1 else symbols
+    return events, {s: await bk.Walker.get_data(s, walker_name="w") for s in keys}
 
 
 def table(results):
@@ -127,7 +128,7 @@ async def test_a_failing_cell_is_reported_and_skipped_and_the_walk_goes_on(store
     assert all(r.error and r.error.startswith("NOPE:") for r in results["*"].rows)    # overall needs every symbol
 
 
-async def test_several_symbols_rank_each_and_overall_on_pooled_signals(store):
+async def test_several_symbols_rank_each_and_overall_on_pooled_signals(store, tmp_path):
     names = setup_sweep(store)
     _, results = await walk()
     for name in names:
@@ -138,6 +139,9 @@ async def test_several_symbols_rank_each_and_overall_on_pooled_signals(store):
         assert pooled.metric_value == backtest_statistics(both).sharpe_ratio
     report = await bk.Walker.get_report("*", walker_name="w")
     assert "all symbols, signals pooled" in report and f"Best: **{results['*'].best_strategy}**" in report
+    path = Path(await bk.Walker.dump("*", walker_name="w", path=str(tmp_path)))
+    assert path.name == "all_w.md" and path.read_text() == report
+    assert "No results for BTCUSDT yet" in await bk.Walker.get_report("BTCUSDT", walker_name="w")
 
 
 # --- executors and the cache ---------------------------------------------------------------------
@@ -172,6 +176,26 @@ async def test_a_second_run_is_served_from_the_cache_and_one_changed_parameter_r
     backtests.clear()
     await walk(fresh=True)
     assert len(backtests) == 8          # --fresh ignores the cache
+
+
+async def test_dask_runs_on_a_scheduler_given_by_address(store):
+    from distributed import LocalCluster
+
+    setup_sweep(store, {"fast": [5], "slow": [30, 60]}, symbols=["ETHBTC"])
+    _, inline = await walk(["ETHBTC"], cache=False)
+    cluster = await asyncio.to_thread(LocalCluster, n_workers=1, threads_per_worker=1, dashboard_address=None)
+    try:
+        _, remote = await walk(["ETHBTC"], executor="dask", scheduler=cluster.scheduler_address, cache=False)
+    finally:
+        await asyncio.to_thread(cluster.close)
+    assert table(remote) == table(inline)
+
+
+async def test_an_unreachable_scheduler_fails_the_walk_with_its_address(store, monkeypatch):
+    monkeypatch.setattr("engine.executors.DASK_CONNECT_TIMEOUT_S", 1.0)
+    setup_sweep(store, symbols=["ETHBTC"])
+    with pytest.raises(ConnectionError, match="tcp://127.0.0.1:9"):
+        await walk(["ETHBTC"], executor="dask", scheduler="tcp://127.0.0.1:9", cache=False)
 
 
 async def test_process_executor_refuses_a_strategy_it_cannot_import(store):
