@@ -23,7 +23,7 @@ from engine.store import (DEFAULT_WARMUP_MINUTES, CandleFileError, connect, defa
 from engine.exchange.bundled import ensure_seeded
 
 from .progress import ProgressBar
-from .usage import UsageError, parse_time
+from .usage import UsageError, one_line, parse_time
 from .workspace import WorkspaceError, open_workspace
 
 # The default frame over stored data stops one minute before the last candle, which closes any
@@ -114,12 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         print("btk: interrupted", file=sys.stderr)
         return 130
     except Exception as e:
-        print(f"btk: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
+        print(f"btk: {type(e).__name__}: {one_line(e)}", file=sys.stderr)
         return 1
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
@@ -235,7 +231,7 @@ async def _backtest(args: argparse.Namespace, store: Path) -> int:
         report = await bk.Backtest.get_report(args.symbol, strategy_name=args.strategy)
         atomic_write(args.report, report.encode())
     if errors:
-        print(f"btk: {len(errors)} error(s) during the run, first: {_one_line(errors[0])}", file=sys.stderr)
+        print(f"btk: {len(errors)} error(s) during the run, first: {one_line(errors[0])}", file=sys.stderr)
     if args.json:
         doc = {"symbol": args.symbol, "strategy_name": args.strategy, "exchange_name": args.exchange,
                "frame_name": frame, "stats": stats_dict(stats), "signals": closed}

@@ -15,3 +15,8 @@ def parse_time(text: str, flag: str) -> datetime:
     except ValueError:
         raise UsageError(f"{flag} {text!r}: expected an ISO date or time such as 2023-03-05 or 2023-03-05T12:00") from None
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def one_line(e: BaseException) -> str:
+    """An error's message on one line (for the one-line reason on stderr)."""
+    return " ".join(str(e).split())

@@ -14,7 +14,7 @@ from engine.persist import atomic_write
 from engine.runners.walker import OVERALL, walker_report
 
 from .progress import ProgressBar
-from .usage import UsageError
+from .usage import UsageError, one_line
 
 
 def _symbols(args: argparse.Namespace, walker: Any) -> list[str]:
@@ -86,7 +86,7 @@ async def run_walker(args: argparse.Namespace) -> int:
     all_results = [await bk.Walker.get_data(k, walker_name=args.walker) for k in keys]
     if errors:
         print(f"btk: {len(errors)} error(s) during the walk, first: {type(errors[0].error).__name__}: "
-              f"{str(errors[0].error).splitlines()[0] if str(errors[0].error) else ''}", file=sys.stderr)
+              f"{one_line(errors[0].error)}", file=sys.stderr)
     if args.report:
         atomic_write(args.report, "\n".join(walker_report(r) for r in all_results if r is not None).encode())
     if args.json:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from contextlib import AsyncExitStack
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -151,11 +152,9 @@ def rank(walker: WalkerSchema, symbol: str, results: dict[str, CellResult | None
                          stats=stats, error=r.error if r else "not run", cached=r.cached if r else False,
                          seconds=r.seconds if r else 0.0)
 
-    rows = [row(name) for _, _, name in ranked]
-    rows += [row(n) for n in walker.strategies if n not in position and results.get(n) is not None
-             and results[n].error is None]                               # type: ignore[union-attr]
-    rows += [row(n) for n in walker.strategies if n not in position and (results.get(n) is None
-             or results[n].error is not None)]                           # type: ignore[union-attr]
+    all_rows = [row(name) for name in walker.strategies]
+    # Ranked by value, then the ones without a value, then the failed / not run (each in walker order).
+    rows = sorted(all_rows, key=lambda r: (r.rank is None, r.error is not None, r.rank or 0))
     best = rows[0] if ranked else None
     second = rows[1] if len(ranked) > 1 else None
     return WalkerResults(
@@ -272,10 +271,8 @@ async def _walk(state: WalkerState, *, executor: str, scheduler: str | None, fre
     best: dict[str, tuple[str | None, float | None]] = dict.fromkeys(state.symbols, (None, None))
     tested: dict[str, int] = dict.fromkeys(state.symbols, 0)
 
-    store = CellCache() if cache else None
-    if store is not None:
-        await store.__aenter__()
-    try:
+    async with AsyncExitStack() as stack:
+        store = await stack.enter_async_context(CellCache()) if cache else None
         async with runner:
             pending: dict[asyncio.Future[CellResult | None], Cell] = {}
             for cell in cells:
@@ -305,9 +302,6 @@ async def _walk(state: WalkerState, *, executor: str, scheduler: str | None, fre
                     failed=result.error is not None))
                 if event is not None:
                     yield event
-    finally:
-        if store is not None:
-            await store.__aexit__(None, None, None)
 
     for symbol in state.symbols:
         state.results[symbol] = rank(walker, symbol, per_symbol[symbol])
