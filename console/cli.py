@@ -16,19 +16,14 @@ from typing import Any
 import msgspec
 
 import engine as bk
-from engine.interval import MINUTE_MS, interval_ms, iso, to_ms
-from engine.store import (DEFAULT_WARMUP_MINUTES, CandleFileError, connect, default_store_path, import_candles,
-                          read_candle_file, series_summary, summaries)
+from engine.interval import interval_ms, iso, to_ms
+from engine.store import CandleFileError, connect, default_store_path, import_candles, read_candle_file, summaries
 
 from engine.exchange.bundled import ensure_seeded
 
 from .progress import ProgressBar
 from .usage import UsageError, one_line, parse_time
-from .workspace import WorkspaceError, open_workspace
-
-# The default frame over stored data stops one minute before the last candle, which closes any
-# position still open (time_expired); it starts after DEFAULT_WARMUP_MINUTES.
-
+from .workspace import WorkspaceError, open_workspace, stored_frame, stored_markets
 
 def bk_executors() -> tuple[str, ...]:
     from engine.executors import EXECUTORS
@@ -38,8 +33,12 @@ def bk_executors() -> tuple[str, ...]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="btk", description="Terminal trading console and backtest engine.")
     parser.add_argument("--store", type=Path, default=None, help="candle store (default $BTK_HOME/btk.sqlite3)")
-    parser.add_argument("--load", action="append", default=[], metavar="FILE",
+    parser.add_argument("--load", "--strategies", dest="load", action="append", default=[], metavar="FILE",
                         help="a Python file that registers strategies, frames, risks (repeatable)")
+    parser.add_argument("--state-dir", dest="console_state_dir", type=Path, default=None,
+                        help="console: where live runs keep their state (default $BTK_HOME/state)")
+    parser.add_argument("--speed", dest="console_speed", type=float, default=None,
+                        help="console: replay speed, market minutes per wall minute (default 600; 0 = flat out)")
     sub = parser.add_subparsers(dest="command")
 
     bt = sub.add_parser("backtest", help="backtest a strategy on stored candles")
@@ -98,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
+        return _console(args)
     if args.command == "data" and args.data_command is None:
         parser.parse_args(["data", "--help"])
     try:
@@ -116,6 +114,27 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         print(f"btk: {type(e).__name__}: {one_line(e)}", file=sys.stderr)
         return 1
+
+
+def _console(args: argparse.Namespace) -> int:
+    """``btk`` alone: open the console on the default workspace (bundled data, offline)."""
+    from .app import DEFAULT_SPEED, BtkApp, ConsoleConfig
+    speed = DEFAULT_SPEED if args.console_speed is None else args.console_speed
+    if not speed >= 0:
+        print(f"btk: --speed must be a number >= 0 (0: as fast as possible), got {speed}", file=sys.stderr)
+        return 2
+    store = args.store or default_store_path()
+    try:
+        asyncio.run(open_workspace(store, args.load))
+        markets = asyncio.run(stored_markets(store))
+    except WorkspaceError as e:
+        print(f"btk: {e}", file=sys.stderr)
+        return 2
+    config = ConsoleConfig(store=store, speed=speed)
+    if args.console_state_dir is not None:
+        config.state_dir = args.console_state_dir
+    BtkApp(config, markets).run()
+    return 0
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
@@ -184,22 +203,9 @@ async def _frame_for(args: argparse.Namespace, store: Path) -> str:
             raise UsageError(f"unknown frame {args.frame!r} (known: "
                              f"{', '.join(f.frame_name for f in bk.list_frames()) or 'none; register one with --load'})")
         return args.frame
-    db = await connect(store)
-    try:
-        stored = await series_summary(db, args.exchange, args.symbol, "1m")
-    finally:
-        await db.close()
-    if stored is None and not (args.start and args.end):
-        raise UsageError(f"no 1m candles of {args.symbol} on exchange {args.exchange} "
-                         "(see `btk data list`; give --from and --to for other exchanges)")
-    start = to_ms(parse_time(args.start, "--from")) if args.start else stored.first + DEFAULT_WARMUP_MINUTES * MINUTE_MS
-    end = to_ms(parse_time(args.end, "--to")) if args.end else stored.last - MINUTE_MS
-    if start > end:
-        raise UsageError(f"the frame is empty: start {iso(start)} is after end {iso(end)}")
-    name = f"{args.symbol}:{iso(start)}..{iso(end)}"
-    if name not in {f.frame_name for f in bk.list_frames()}:
-        bk.add_frame(name, start=start, end=end, note="from the command line")
-    return name
+    start = to_ms(parse_time(args.start, "--from")) if args.start else None
+    end = to_ms(parse_time(args.end, "--to")) if args.end else None
+    return await stored_frame(store, args.exchange, args.symbol, start, end)
 
 
 async def _backtest(args: argparse.Namespace, store: Path) -> int:

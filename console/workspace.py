@@ -10,9 +10,11 @@ from pathlib import Path
 import engine as bk
 import strategies
 from engine.exchange.bundled import BUNDLED, StoreExchange, ensure_seeded
-from engine.interval import MINUTE_MS
-from engine.store import DEFAULT_WARMUP_MINUTES, connect, default_store_path, exchanges_in, summaries
+from engine.interval import MINUTE_MS, iso
+from engine.store import DEFAULT_WARMUP_MINUTES, connect, default_store_path, exchanges_in, series_summary, summaries
 from strategies import sma_cross
+
+from .usage import UsageError
 
 
 class WorkspaceError(ValueError):
@@ -68,6 +70,39 @@ def register_sample_walkers(stored) -> None:
         names = bk.add_sweep("sma_cross", sma_cross.make_signal, SWEEP_GRID, where=lambda p: p["fast"] < p["slow"])
         bk.add_walker("sma_sweep", exchange_name=BUNDLED, frame_name="bundled-2018", strategies=names,
                       symbols=["ETHBTC", "LTCBTC"], note="SMA crossover parameter sweep, ranked by Sharpe ratio")
+
+
+async def stored_frame(store: Path, exchange: str, symbol: str, start: int | None = None,
+                       end: int | None = None) -> str:
+    """A frame over the stored 1m candles of ``symbol`` (registered on first use; its name says
+    its span): from ``start`` or a day of warm-up into the data, to ``end`` or one minute before
+    the last candle, whose successor closes any position still open (``time_expired``)."""
+    if start is None or end is None:
+        db = await connect(store)
+        try:
+            stored = await series_summary(db, exchange, symbol, "1m")
+        finally:
+            await db.close()
+        if stored is None:
+            raise UsageError(f"no 1m candles of {symbol} on exchange {exchange} "
+                             "(see `btk data list`; give --from and --to for other exchanges)")
+        start = stored.first + DEFAULT_WARMUP_MINUTES * MINUTE_MS if start is None else start
+        end = stored.last - MINUTE_MS if end is None else end
+    if start > end:
+        raise UsageError(f"the frame is empty: start {iso(start)} is after end {iso(end)}")
+    name = f"{symbol}:{iso(start)}..{iso(end)}"
+    if name not in {f.frame_name for f in bk.list_frames()}:
+        bk.add_frame(name, start=start, end=end, note=f"stored {exchange} {symbol}")
+    return name
+
+
+async def stored_markets(store: Path) -> list[tuple[str, str]]:
+    """(exchange, symbol) of every stored 1m series, in store order."""
+    db = await connect(store)
+    try:
+        return [(s.exchange, s.symbol) for s in await summaries(db) if s.interval == "1m"]
+    finally:
+        await db.close()
 
 
 def load_file(file: str) -> None:

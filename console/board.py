@@ -1,0 +1,176 @@
+"""What the Live screen shows, kept from the engine's events: open signals, scheduled
+orders, the milestone / risk / log feeds and the P&L summary.
+
+The engine calls ``apply_*`` synchronously from its emits, so each is a few dict
+operations; the widgets are redrawn from here at most ``REFRESH_HZ`` times a second
+(see ``console.bridge``). Times are the engine's (market time on a replay), never the
+wall clock, so what the panes show is reproducible.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import engine as bk
+from engine.interval import MINUTE_MS
+
+FEED_LINES = 200
+
+
+@dataclass
+class OpenSignal:
+    """The newest tick of an open position."""
+    tick: Any                     # TickOpened or TickActive
+    percent_tp: float = 0.0
+    percent_sl: float = 0.0
+
+    @property
+    def signal(self) -> bk.SignalRow:
+        return self.tick.signal
+
+    @property
+    def pnl(self) -> float:
+        return bk.to_profit_loss(self.signal, self.tick.current_price).pnl_percentage
+
+    @property
+    def age_minutes(self) -> int:
+        return max(0, (self.tick.created_at - (self.signal.pending_at or self.tick.created_at)) // MINUTE_MS)
+
+
+@dataclass
+class ScheduledOrder:
+    tick: Any                     # TickScheduled or TickActive of a waiting signal
+    await_minutes: int
+
+    @property
+    def signal(self) -> bk.SignalRow:
+        return self.tick.signal
+
+    @property
+    def distance(self) -> float:
+        """Percent the price must still move to reach the entry (signed: + means up)."""
+        price = self.tick.current_price
+        return (self.signal.price_open - price) / price * 100.0 if price else 0.0
+
+    @property
+    def minutes_left(self) -> int:
+        return max(0, (self.signal.scheduled_at + self.await_minutes * MINUTE_MS - self.tick.created_at) // MINUTE_MS)
+
+
+@dataclass
+class FeedLine:
+    timestamp: int                # engine time (the newest seen, for the console's own lines)
+    text: str
+    kind: str = "info"            # profit, loss, risk, error, info
+    seq: int = 0                  # position in the board's stream of lines: views append what is new
+
+
+@dataclass
+class Summary:
+    closed: int = 0
+    wins: int = 0
+    losses: int = 0
+    realised: float = 0.0         # sum of closed PnL percentages
+    errors: int = 0
+    rejections: int = 0
+
+
+@dataclass
+class LiveBoard:
+    open: dict[tuple[str, str], OpenSignal] = field(default_factory=dict)
+    scheduled: dict[tuple[str, str], ScheduledOrder] = field(default_factory=dict)
+    milestones: deque[FeedLine] = field(default_factory=lambda: deque(maxlen=FEED_LINES))
+    risk: deque[FeedLine] = field(default_factory=lambda: deque(maxlen=FEED_LINES))
+    log: deque[FeedLine] = field(default_factory=lambda: deque(maxlen=FEED_LINES))
+    summary: Summary = field(default_factory=Summary)
+    last_price: dict[str, float] = field(default_factory=dict)
+    last_time: int = 0
+    version: int = 0              # bumped on every change; the view redraws what changed
+    lines: int = 0                # feed lines ever added (FeedLine.seq)
+
+    @property
+    def unrealised(self) -> float:
+        return sum(s.pnl for s in self.open.values())
+
+    def _add(self, feed: deque[FeedLine], timestamp: int, text: str, kind: str = "info") -> None:
+        self.lines += 1
+        feed.append(FeedLine(timestamp, text, kind, self.lines))
+
+    def _touch(self, when: int) -> None:
+        self.version += 1
+        if when > self.last_time:
+            self.last_time = when
+
+    def apply_tick(self, tick: Any) -> None:
+        """A live tick (every action; ``idle`` only updates the price)."""
+        key = (tick.symbol, tick.strategy_name)
+        self.last_price[tick.symbol] = tick.current_price
+        action = tick.action
+        if action == "idle":
+            self._touch(tick.created_at)
+            return
+        if action == "scheduled" or (action == "active" and tick.signal.pending_at is None):
+            await_minutes = bk.get_config().CC_SCHEDULE_AWAIT_MINUTES
+            self.scheduled[key] = ScheduledOrder(tick, await_minutes)
+        elif action in ("opened", "active"):
+            self.scheduled.pop(key, None)
+            self.open[key] = OpenSignal(tick, getattr(tick, "percent_tp", 0.0), getattr(tick, "percent_sl", 0.0))
+        elif action == "closed":
+            self.open.pop(key, None)
+            self.scheduled.pop(key, None)
+            pnl = tick.pnl.pnl_percentage
+            s = self.summary
+            s.closed += 1
+            s.realised += pnl
+            if pnl > 0:
+                s.wins += 1
+            else:
+                s.losses += 1
+            self._add(self.log, tick.close_timestamp, f"closed {tick.symbol} {tick.strategy_name} "
+                      f"{tick.signal.position} {tick.close_reason} {pnl:+.2f}%",
+                      "profit" if pnl > 0 else "loss")
+        elif action == "cancelled":
+            self.scheduled.pop(key, None)
+            self._add(self.log, tick.close_timestamp, f"cancelled {tick.symbol} {tick.strategy_name} "
+                      f"{tick.signal.position} scheduled order: {tick.reason}")
+        if action in ("scheduled", "opened"):
+            s = tick.signal
+            self._add(self.log, tick.created_at, f"{action} {tick.symbol} {tick.strategy_name} {s.position} "
+                      f"@ {s.price_open:.6g}")
+        self._touch(tick.created_at)
+
+    def apply_milestone(self, kind: str, event: bk.PartialEvent) -> None:
+        target = "TP" if kind == "profit" else "SL"
+        self._add(self.milestones, event.timestamp, f"{event.symbol} {event.strategy_name} "
+                  f"{event.signal.position} {event.level}% to {target} "
+                  f"@ {event.current_price:.6g}", kind)
+        self._touch(event.timestamp)
+
+    def apply_risk(self, event: bk.RiskEvent) -> None:
+        self.summary.rejections += 1
+        note = " ".join(event.rejection_note.split()) or "rejected"
+        self._add(self.risk, event.timestamp, f"{event.symbol} {event.strategy_name} {event.signal.position} "
+                  f"[{event.risk_name}] {note}", "risk")
+        self._touch(event.timestamp)
+
+    def apply_error(self, event: bk.ErrorEvent) -> None:
+        self.summary.errors += 1
+        error = event.error
+        what = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
+        where = " ".join(x for x in (event.where, event.symbol, event.strategy_name) if x)
+        self._add(self.log, self.last_time, f"error {where}: {' '.join(what.split())}", "error")
+        self._touch(0)
+
+    def note(self, text: str, kind: str = "info") -> None:
+        """A line of the console's own (started, stopped, finished...)."""
+        self._add(self.log, self.last_time, text, kind)
+        self._touch(0)
+
+    def forget(self, symbol: str, strategy_name: str) -> None:
+        """A run ended: its rows leave the tables (a closed position already left)."""
+        self.open.pop((symbol, strategy_name), None)
+        self.scheduled.pop((symbol, strategy_name), None)
+        self._touch(0)
+

@@ -1,0 +1,178 @@
+"""The engine bridge: the console's subscription to the engine's event bus.
+
+The engine runs in Textual workers on the app's own event loop and calls these
+listeners synchronously from its emits. A listener only records the event in a model
+(``LiveBoard``, the latest backtest progress, the walker's finished cells) and asks for
+a redraw; redraws coalesce to at most ``REFRESH_HZ`` per second, each one message
+(``EngineUpdate``) that the app's handler turns into widget updates. No polling: with
+nothing happening, nothing is scheduled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from textual.message import Message
+
+import engine as bk
+from engine.events import bus
+
+from .board import LiveBoard
+
+REFRESH_HZ = 10
+
+
+@dataclass
+class BacktestProgress:
+    processed: int = 0
+    total: int = 0
+    started: float | None = None      # the bridge clock's reading at the first event of the run
+    updated: float | None = None
+
+    @property
+    def rate(self) -> float | None:
+        """Frames per second so far (None until a measurable time has passed)."""
+        if self.started is None or self.updated is None or self.updated <= self.started:
+            return None
+        return self.processed / (self.updated - self.started)
+
+    @property
+    def eta(self) -> float | None:
+        rate = self.rate
+        return None if not rate else (self.total - self.processed) / rate
+
+
+@dataclass
+class WalkerBoard:
+    """The finished cells of the walker run in progress, for a leaderboard that fills in live."""
+    walker_name: str = ""
+    cells: dict[tuple[str, str], bk.WalkerEvent] = field(default_factory=dict)   # (symbol, strategy) -> event
+    failed: set[tuple[str, str]] = field(default_factory=set)
+    processed: int = 0
+    total: int = 0
+
+    def reset(self, walker_name: str, total: int) -> None:
+        self.walker_name, self.total, self.processed = walker_name, total, 0
+        self.cells.clear()
+        self.failed.clear()
+
+
+class EngineUpdate(Message):
+    """Something the screens show has changed since the last update."""
+
+    def __init__(self, board_version: int, backtest: bool, walker: bool) -> None:
+        super().__init__()
+        self.board_version, self.backtest, self.walker = board_version, backtest, walker
+
+
+class EngineBridge:
+    def __init__(self, post: Callable[[Message], Any], *, clock: Callable[[], float] = time.monotonic,
+                 refresh_hz: float = REFRESH_HZ) -> None:
+        self.post = post
+        self.clock = clock
+        self.interval = 1.0 / refresh_hz
+        self.board = LiveBoard()
+        self.progress = BacktestProgress()
+        self.walker = WalkerBoard()
+        self._unsubscribe: list[Callable[[], None]] = []
+        self._handle: asyncio.TimerHandle | None = None
+        self._last_flush = float("-inf")
+        self._backtest_dirty = self._walker_dirty = False
+        self._board_seen = 0
+
+    # -- subscription ---------------------------------------------------------------------
+    def start(self) -> None:
+        if self._unsubscribe:
+            return
+        live = (lambda e: not e.backtest)
+        self._unsubscribe = [
+            bk.listen_signal_live(self.on_tick),
+            bus.partial_profit.subscribe(lambda e: self.on_milestone("profit", e), live),
+            bus.partial_loss.subscribe(lambda e: self.on_milestone("loss", e), live),
+            bus.risk.subscribe(self.on_risk, live),
+            bk.listen_error(self.on_error),
+            bk.listen_backtest_progress(self.on_backtest_progress),
+            bk.listen_walker(self.on_walker_cell),
+            bk.listen_walker_progress(self.on_walker_progress),
+        ]
+
+    def stop(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    # -- engine listeners (synchronous, cheap) ------------------------------------------------
+    def on_tick(self, tick: Any) -> None:
+        self.board.apply_tick(tick)
+        self._changed()
+
+    def on_milestone(self, kind: str, event: Any) -> None:
+        self.board.apply_milestone(kind, event)
+        self._changed()
+
+    def on_risk(self, event: Any) -> None:
+        self.board.apply_risk(event)
+        self._changed()
+
+    def on_error(self, event: Any) -> None:
+        self.board.apply_error(event)
+        self._changed()
+
+    def note(self, text: str, kind: str = "info") -> None:
+        self.board.note(text, kind)
+        self._changed()
+
+    def begin_backtest(self, total: int = 0) -> None:
+        self.progress = BacktestProgress(total=total, started=self.clock())
+        self._backtest_dirty = True
+        self._changed()
+
+    def on_backtest_progress(self, event: bk.BacktestProgressEvent) -> None:
+        p = self.progress
+        if p.started is None:
+            p.started = self.clock()
+        p.processed, p.total, p.updated = event.processed_frames, event.total_frames, self.clock()
+        self._backtest_dirty = True
+        self._changed()
+
+    def on_walker_cell(self, event: bk.WalkerEvent) -> None:
+        self.walker.cells[(event.symbol, event.strategy_name)] = event
+        self._walker_dirty = True
+        self._changed()
+
+    def on_walker_progress(self, event: bk.WalkerProgressEvent) -> None:
+        self.walker.processed, self.walker.total = event.processed_cells, event.total_cells
+        if event.failed:
+            self.walker.failed.add((event.symbol, event.strategy_name))
+        self._walker_dirty = True
+        self._changed()
+
+    # -- coalescing ---------------------------------------------------------------------------
+    def _changed(self) -> None:
+        if self._handle is not None:
+            return
+        delay = max(0.0, self._last_flush + self.interval - self.clock())
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (a synchronous caller): the next event or a screen resume redraws
+        self._handle = loop.call_later(delay, self.flush)
+
+    def flush(self) -> None:
+        """Post one update for everything that changed since the last one."""
+        self._handle = None
+        self._last_flush = self.clock()
+        board_changed = self.board.version != self._board_seen
+        if not (board_changed or self._backtest_dirty or self._walker_dirty):
+            return
+        self._board_seen = self.board.version
+        update = EngineUpdate(self.board.version if board_changed else 0, self._backtest_dirty, self._walker_dirty)
+        self._backtest_dirty = self._walker_dirty = False
+        self.post(update)

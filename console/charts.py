@@ -1,0 +1,104 @@
+"""The backtest charts, drawn with plotext in the running theme's colours.
+
+* equity: the cumulative net PnL (percent) at each closed signal's close time;
+* candles: the frame's 1m candles merged into at most ``max_bars`` bars, with each
+  signal's entry (``▲`` long, ``▼`` short) and exit (``●``); with a trade selected, the
+  chart zooms to it and draws its TP and SL levels across its lifetime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from textual.color import Color
+
+from engine.interval import MINUTE_MS
+
+DAY_MS = 24 * 60 * MINUTE_MS
+
+
+def rgb(colors: Mapping[str, str], name: str) -> tuple[int, int, int]:
+    return Color.parse(colors[name]).rgb
+
+
+def equity_curve(closed: Sequence[Any], start: int) -> tuple[list[float], list[float]]:
+    """(days since ``start``, cumulative PnL %) with a 0 point at the start."""
+    xs, ys, total = [0.0], [0.0], 0.0
+    for t in sorted(closed, key=lambda c: c.close_timestamp):
+        total += t.pnl.pnl_percentage
+        xs.append((t.close_timestamp - start) / DAY_MS)
+        ys.append(total)
+    return xs, ys
+
+
+def merge_bars(ts: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
+               max_bars: int) -> tuple[np.ndarray, ...]:
+    """OHLC of consecutive groups of candles, at most ``max_bars`` groups; times are group starts."""
+    n = len(ts)
+    per = max(1, -(-n // max(1, max_bars)))
+    starts = np.arange(0, n, per)
+    return (ts[starts], o[starts], np.maximum.reduceat(h, starts), np.minimum.reduceat(lo, starts),
+            c[np.minimum(starts + per, n) - 1])
+
+
+def draw_equity(plt: Any, closed: Sequence[Any], start: int, colors: Mapping[str, str]) -> None:
+    plt.clear_data()
+    plt.clear_figure()
+    plt.title("equity: cumulative net PnL %")
+    plt.xlabel("days")
+    if not closed:
+        plt.text("no closed signals", 0, 0)
+        return
+    xs, ys = equity_curve(closed, start)
+    plt.plot(xs, ys, color=rgb(colors, "primary"), marker="braille")
+    plt.hline(0.0, color=rgb(colors, "panel-lighten-2") if "panel-lighten-2" in colors else None)
+
+
+def draw_candles(plt: Any, candles: Any, closed: Sequence[Any], colors: Mapping[str, str], *,
+                 max_bars: int = 60, selected: Any = None) -> None:
+    """``candles``: the engine's ``Candles`` (columns timestamp, open, high, low, close)."""
+    plt.clear_data()
+    plt.clear_figure()
+    if candles is None or len(candles.timestamp) == 0:
+        plt.title("no candles")
+        return
+    ts = np.asarray(candles.timestamp, dtype=np.int64)
+    lo_i, hi_i = 0, len(ts)
+    if selected is not None:
+        # The trade and as long again on each side (at least an hour).
+        opened = selected.signal.pending_at or selected.signal.scheduled_at
+        pad = max(60 * MINUTE_MS, selected.close_timestamp - opened)
+        lo_i = int(np.searchsorted(ts, opened - pad, side="left"))
+        hi_i = max(lo_i + 1, int(np.searchsorted(ts, selected.close_timestamp + pad, side="right")))
+    sl = slice(lo_i, hi_i)
+    bt, bo, bh, bl, bc = merge_bars(ts[sl], np.asarray(candles.open)[sl], np.asarray(candles.high)[sl],
+                                    np.asarray(candles.low)[sl], np.asarray(candles.close)[sl], max_bars)
+    t0 = int(bt[0])
+    span_days = (int(ts[hi_i - 1]) - t0) / DAY_MS
+    unit, scale = ("hours", 3_600_000) if span_days < 2 else ("days", DAY_MS)
+    x = [(int(t) - t0) / scale for t in bt]
+    plt.candlestick(x, {"Open": bo.tolist(), "High": bh.tolist(), "Low": bl.tolist(), "Close": bc.tolist()},
+                    colors=[rgb(colors, "success"), rgb(colors, "error")])
+    plt.xlabel(unit)
+    t_end = int(ts[hi_i - 1])
+    shown = [t for t in closed if (t.signal.pending_at or 0) <= t_end and t.close_timestamp >= t0]
+    for side, marker in (("long", "▲"), ("short", "▼")):
+        entries = [t for t in shown if t.signal.position == side and t.signal.pending_at is not None]
+        if entries:
+            plt.scatter([(t.signal.pending_at - t0) / scale for t in entries], [t.signal.price_open for t in entries],
+                        marker=marker, color=rgb(colors, "primary"))
+    if shown:
+        plt.scatter([(t.close_timestamp - t0) / scale for t in shown], [t.pnl.price_close for t in shown],
+                    marker="●", color=rgb(colors, "accent"))
+    if selected is not None:
+        s = selected.signal
+        a, b = ((s.pending_at or s.scheduled_at) - t0) / scale, (selected.close_timestamp - t0) / scale
+        plt.plot([a, b], [s.price_take_profit] * 2, color=rgb(colors, "success"), marker="─")
+        plt.plot([a, b], [s.price_stop_loss] * 2, color=rgb(colors, "error"), marker="─")
+        plt.title(f"{s.position} {s.price_open:.6g} -> {selected.pnl.price_close:.6g} "
+                  f"({selected.close_reason}, {selected.pnl.pnl_percentage:+.2f}%)  TP {s.price_take_profit:.6g}  "
+                  f"SL {s.price_stop_loss:.6g}")
+    else:
+        plt.title(f"{len(ts):,} 1m candles in {len(bt)} bars; ▲▼ entries, ● exits (select a trade to zoom)")

@@ -1,0 +1,49 @@
+"""The one-line bar on top of every screen: the screens and their keys (from the app's
+bindings), the current one highlighted, and how many live runs are going."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.widgets import Static
+
+if TYPE_CHECKING:
+    from .app import BtkApp
+
+KEY_NAMES = {"question_mark": "?", "escape": "esc", "enter": "enter"}
+
+
+def key_label(key: str) -> str:
+    key = key.strip()
+    return KEY_NAMES.get(key, key)
+
+
+class ModeBar(Static):
+    DEFAULT_CSS = "ModeBar { height: 1; }"
+    app: BtkApp
+
+    def __init__(self, mode: str) -> None:
+        super().__init__(classes="mode-bar")
+        self.mode = mode
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, lambda _: self.redraw())
+        self.redraw()
+
+    def redraw(self) -> None:
+        colors = self.app.colors
+        text = Text(" btk ", style=f"bold {colors['primary']}")
+        for binding in self.app.BINDINGS:
+            if not binding.id or not binding.id.startswith("screen."):
+                continue
+            mode = binding.id.removeprefix("screen.")
+            label = f" {key_label(binding.key.split(',')[0])} {binding.description} "
+            if mode == self.mode:
+                text.append(label, style=f"bold {colors['foreground']} on {colors['primary-darken-2']}")
+            else:
+                text.append(label, style=colors["muted"])
+        running = len(self.app.running_live())
+        if running:
+            text.append(f"  {running} live", style=colors["success"])
+        self.update(text)

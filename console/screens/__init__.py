@@ -1,0 +1,1 @@
+"""The console's screens, one per mode: live, backtest, walker, strategies, help."""

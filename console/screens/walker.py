@@ -1,0 +1,171 @@
+"""The Walker screen: pick a walker (or a parameter sweep) and an executor, run it, and watch
+the leaderboard fill in as cells finish; the final ranking replaces it when the walk ends."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Label, ProgressBar, Select
+
+import engine as bk
+from engine.runners.walker import OVERALL
+
+from .. import format as fmt
+from ..modebar import ModeBar
+
+if TYPE_CHECKING:
+    from ..app import BtkApp
+
+COLUMNS = ("#", "strategy", "symbol", "metric", "trades", "win rate", "total PnL", "max DD", "note")
+EXECUTORS = ("inline", "process")
+
+
+class WalkerDone(Message):
+    def __init__(self, walker_name: str, results: list[bk.WalkerResults], error: str | None) -> None:
+        super().__init__()
+        self.walker_name, self.results, self.error = walker_name, results, error
+
+
+class WalkerScreen(Screen):
+    BINDINGS = [
+        Binding("r", "run", "Run", id="walker.run"),
+        Binding("x", "stop", "Stop", id="walker.stop"),
+        Binding("o", "cycle_board", "Symbol / overall", id="walker.cycle_board"),
+    ]
+    app: BtkApp
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running: tuple[str, list[str]] | None = None   # (walker, symbols) in progress
+        self.final: list[bk.WalkerResults] = []
+        self.board_index = -1      # which final ranking is shown: the last is the overall one
+
+    def compose(self) -> ComposeResult:
+        walkers = [w.walker_name for w in bk.list_walkers()]
+        yield ModeBar("walker")
+        with Horizontal(classes="form"):
+            yield Select([(f"{w.walker_name} ({len(w.strategies)} strategies)", w.walker_name)
+                          for w in bk.list_walkers()], value=walkers[0] if walkers else Select.BLANK,
+                         id="wk-walker", prompt="walker", allow_blank=not walkers)
+            yield Select([(f"executor: {e}", e) for e in EXECUTORS], value="inline", id="wk-executor",
+                         allow_blank=False)
+        with Horizontal(classes="progress-row"):
+            yield ProgressBar(total=100, show_eta=False, id="wk-progress")
+            yield Label("press r to run", id="wk-status")
+        yield DataTable(id="wk-board", classes="pane", cursor_type="row", zebra_stripes=True)
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        board = self.query_one("#wk-board", DataTable)
+        board.border_title = "leaderboard"
+        board.add_columns(*COLUMNS)
+        self.app.theme_changed_signal.subscribe(self, lambda _: self.on_engine())
+
+    def on_screen_resume(self) -> None:
+        self.on_engine()
+
+    def action_run(self) -> None:
+        name = self.query_one("#wk-walker", Select).value
+        executor = self.query_one("#wk-executor", Select).value
+        if not isinstance(name, str):
+            self.app.notify("no walker registered (see --strategies)", severity="warning")
+            return
+        if self.running is not None:
+            self.app.notify(f"walker {self.running[0]} is running: x stops it", severity="warning")
+            return
+        walker = next(w for w in bk.list_walkers() if w.walker_name == name)
+        symbols = list(walker.symbols)
+        if not symbols:
+            self.app.notify(f"walker {name} names no symbols (add_walker(..., symbols=[...]))", severity="error")
+            return
+        self.running, self.final, self.board_index = (name, symbols), [], -1
+        self.app.bridge.walker.reset(name, len(walker.strategies) * max(1, len(walker.symbols)))
+        self.query_one("#wk-status", Label).update(f"walking {name} ({executor})...")
+        self.on_engine()
+        self.walk(name, str(executor), symbols)
+
+    @work(group="walker", exit_on_error=False)
+    async def walk(self, name: str, executor: str, symbols: list[str]) -> None:
+        error = None
+        results: list[bk.WalkerResults] = []
+        try:
+            async for _ in bk.Walker.run(symbols if len(symbols) > 1 else symbols[0], walker_name=name,
+                                         executor=executor):
+                pass
+            for key in symbols + ([OVERALL] if len(symbols) > 1 else []):
+                r = await bk.Walker.get_data(key, walker_name=name)
+                if r is not None:
+                    results.append(r)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        finally:
+            self.running = None
+        self.post_message(WalkerDone(name, results, error))
+
+    def action_stop(self) -> None:
+        if self.running is None:
+            self.app.notify("no walker is running", severity="warning")
+            return
+        name, symbols = self.running
+        bk.Walker.stop(symbols if len(symbols) > 1 else symbols[0], walker_name=name)
+        self.query_one("#wk-status", Label).update("stopping: cells still waiting are skipped")
+
+    def action_cycle_board(self) -> None:
+        if len(self.final) > 1:
+            self.board_index = (self.board_index + 1) % len(self.final)
+            self.on_engine()
+
+    def on_walker_done(self, message: WalkerDone) -> None:
+        self.final, self.board_index = message.results, len(message.results) - 1
+        status = self.query_one("#wk-status", Label)
+        if message.error:
+            status.update(Text(f"failed: {message.error}", style=self.app.colors["error"]))
+            self.app.bridge.note(f"walker {message.walker_name} failed: {message.error}", "error")
+        else:
+            best = message.results[-1] if message.results else None
+            status.update(f"done: best {best.best_strategy} ({best.metric} {fmt.number(best.best_metric)})"
+                          if best and best.best_strategy else "done: no strategy has a value for the metric")
+            self.query_one("#wk-progress", ProgressBar).update(progress=100)
+        self.on_engine()
+
+    def on_engine(self, update: Any = None) -> None:
+        board = self.query_one("#wk-board", DataTable)
+        colors = self.app.colors
+        board.clear()
+        if self.final and not self.running:
+            results = self.final[self.board_index]
+            where = "all symbols (pooled)" if results.symbol == OVERALL else results.symbol
+            board.border_title = f"leaderboard: {results.walker_name} on {where}, by {results.metric}"
+            board.border_subtitle = "o: next symbol / overall" if len(self.final) > 1 else ""
+            for r in results.rows:
+                note = r.error or ("below gates (<10 trades)" if r.below_gates else "")
+                self._row(board, r.rank, r.strategy_name, where if results.symbol != OVERALL else "all",
+                          r.metric_value, r.stats, note, colors)
+            return
+        live = self.app.bridge.walker
+        if live.total:
+            self.query_one("#wk-progress", ProgressBar).update(progress=100.0 * live.processed / live.total)
+            if self.running:
+                self.query_one("#wk-status", Label).update(f"{live.processed} of {live.total} cells")
+        board.border_title = f"leaderboard: {live.walker_name} (filling in)" if live.walker_name else "leaderboard"
+        ranked = sorted(live.cells.values(), key=lambda e: (e.metric_value is None, -(e.metric_value or 0.0)))
+        for i, e in enumerate(ranked, 1):
+            self._row(board, i if e.metric_value is not None else None, e.strategy_name, e.symbol, e.metric_value,
+                      e.stats, "cached" if e.cached else "", colors)
+
+    @staticmethod
+    def _row(board: DataTable, rank: int | None, strategy: str, symbol: str, value: float | None,
+             stats: bk.BacktestStatistics | None, note: str, colors: dict[str, str]) -> None:
+        s = stats
+        board.add_row(str(rank) if rank else "-", fmt.plain(strategy), symbol, fmt.number(value, 4),
+                      str(s.total_signals) if s else "-",
+                      "N/A" if s is None or s.win_rate is None else f"{s.win_rate:.1f}%",
+                      fmt.signed(s.total_pnl if s else None, colors), fmt.drawdown(s.max_drawdown if s else None),
+                      fmt.plain(note))
