@@ -25,6 +25,7 @@ from themes import DEFAULT_THEME, STYLESHEET, THEMES
 
 from . import format as fmt
 from .bridge import EngineBridge, EngineUpdate
+from .modebar import ModeBar
 from .screens.backtest import BacktestScreen
 from .screens.dialogs import ConfirmDialog, StartDialog, StartRequest
 from .screens.help import HelpScreen
@@ -102,6 +103,9 @@ class BtkApp(App):
             handler = getattr(screen, "on_engine", None)
             if handler is not None:
                 handler(update)
+            if update.board_version:
+                for bar in screen.query(ModeBar):
+                    bar.redraw()     # its count of live runs
 
     # -- live runs ------------------------------------------------------------------------------
     def live_exchange(self, given: str, symbol: str) -> str:

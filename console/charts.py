@@ -57,13 +57,14 @@ def draw_equity(plt: Any, closed: Sequence[Any], start: int, colors: Mapping[str
 
 
 def draw_candles(plt: Any, candles: Any, closed: Sequence[Any], colors: Mapping[str, str], *,
-                 max_bars: int = 60, selected: Any = None) -> None:
-    """``candles``: the engine's ``Candles`` (columns timestamp, open, high, low, close)."""
+                 max_bars: int = 60, selected: Any = None) -> str:
+    """``candles``: the engine's ``Candles`` (columns timestamp, open, high, low, close).
+    Returns the chart's title."""
     plt.clear_data()
     plt.clear_figure()
     if candles is None or len(candles.timestamp) == 0:
         plt.title("no candles")
-        return
+        return "no candles"
     ts = np.asarray(candles.timestamp, dtype=np.int64)
     lo_i, hi_i = 0, len(ts)
     if selected is not None:
@@ -97,8 +98,10 @@ def draw_candles(plt: Any, candles: Any, closed: Sequence[Any], colors: Mapping[
         a, b = ((s.pending_at or s.scheduled_at) - t0) / scale, (selected.close_timestamp - t0) / scale
         plt.plot([a, b], [s.price_take_profit] * 2, color=rgb(colors, "success"), marker="─")
         plt.plot([a, b], [s.price_stop_loss] * 2, color=rgb(colors, "error"), marker="─")
-        plt.title(f"{s.position} {s.price_open:.6g} -> {selected.pnl.price_close:.6g} "
-                  f"({selected.close_reason}, {selected.pnl.pnl_percentage:+.2f}%)  TP {s.price_take_profit:.6g}  "
-                  f"SL {s.price_stop_loss:.6g}")
+        title = (f"{s.position} {s.price_open:.6g} -> {selected.pnl.price_close:.6g} "
+                 f"({selected.close_reason}, {selected.pnl.pnl_percentage:+.2f}%)  TP {s.price_take_profit:.6g}  "
+                 f"SL {s.price_stop_loss:.6g}")
     else:
-        plt.title(f"{len(ts):,} 1m candles in {len(bt)} bars; ▲▼ entries, ● exits (select a trade to zoom)")
+        title = f"{len(ts):,} 1m candles in {len(bt)} bars; ▲▼ entries, ● exits (select a trade to zoom)"
+    plt.title(title)
+    return title

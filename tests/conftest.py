@@ -26,3 +26,14 @@ def clean_engine(tmp_path, monkeypatch):
     clear_listeners()
     bk.clear_registry()
     bk.reset_config()
+
+
+@pytest.fixture(scope="session")
+def seeded_store(tmp_path_factory):
+    """A candle store seeded with the bundled data once per session (the console tests read it)."""
+    import asyncio
+
+    from engine.exchange.bundled import ensure_seeded
+    path = tmp_path_factory.mktemp("store") / "btk.sqlite3"
+    asyncio.run(ensure_seeded(path))
+    return path

@@ -63,6 +63,7 @@ class BacktestScreen(Screen):
         self.result: BacktestDone | None = None
         self.selected: Any = None
         self.running: tuple[str, str] | None = None    # (symbol, strategy) of the run in progress
+        self.chart_title = ""
 
     def compose(self) -> ComposeResult:
         strategies = [s.strategy_name for s in bk.list_strategies()]
@@ -228,7 +229,7 @@ class BacktestScreen(Screen):
             return
         plot = self.query_one("#bt-candles", PlotextPlot)
         width = plot.size.width or self.size.width
-        charts.draw_candles(plot.plt, self.result.candles, self.result.closed, self.app.colors,
+        self.chart_title = charts.draw_candles(plot.plt, self.result.candles, self.result.closed, self.app.colors,
                             max_bars=max(10, (width - 14) // 2), selected=self.selected)
         plot.refresh()
 

@@ -30,8 +30,8 @@ class ConfirmDialog(ModalScreen[bool]):
             yield Label(self.title_text, id="confirm-title")
             yield Label(self.body, id="confirm-body")
             with Horizontal(classes="buttons"):
-                yield Button("Cancel [n]", id="no")
-                yield Button(f"{self.confirm} [y]", id="yes", variant="error" if self.danger else "primary")
+                yield Button("Cancel (n)", id="no")
+                yield Button(f"{self.confirm} (y)", id="yes", variant="error" if self.danger else "primary")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
@@ -70,8 +70,8 @@ class StartDialog(ModalScreen[StartRequest | None]):
                         placeholder="replay, or an exchange: bundled, binance...")
             yield Label("", id="start-error", classes="error-text")
             with Horizontal(classes="buttons"):
-                yield Button("Cancel [esc]", id="cancel")
-                yield Button("Start [enter]", id="start", variant="primary")
+                yield Button("Cancel (esc)", id="cancel")
+                yield Button("Start (enter)", id="start", variant="primary")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "start":

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Footer, RichLog, Static
 
 from .. import format as fmt
 from ..board import FeedLine, LiveBoard
+from ..bridge import EngineUpdate
 from ..modebar import ModeBar
 
 if TYPE_CHECKING:
@@ -56,6 +57,10 @@ class LiveScreen(Screen):
 
     def on_screen_resume(self) -> None:
         self.redraw()
+
+    def on_engine(self, update: EngineUpdate) -> None:
+        if update.board_version:
+            self.redraw()
 
     def redraw(self) -> None:
         board: LiveBoard = self.app.bridge.board

@@ -1,0 +1,280 @@
+"""The console driven by keys through Textual's Pilot, on the bundled candles and the real engine."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from textual.widgets import DataTable, Label, RichLog, Static
+
+import engine as bk
+from console.app import BtkApp
+from console.bridge import EngineBridge
+from console.cli import main
+from console.screens.backtest import BacktestScreen
+from console.screens.dialogs import ConfirmDialog, StartDialog
+from console.screens.help import HelpScreen, all_bindings
+from console.screens.live import LiveScreen
+from console.screens.strategies import StrategiesScreen
+from console.screens.walker import WalkerScreen
+from themes import STYLESHEET
+
+from .console_helpers import feed_live_fixture, make_app_async, wait_for
+
+
+def log_text(app: BtkApp, feed: str = "log") -> str:
+    """A feed pane's text as shown, its wrapped lines joined again."""
+    return " ".join(line.text.strip() for line in app.screen.query_one(f"#feed-{feed}", RichLog).lines)
+
+
+def rendered(widget) -> str:
+    console = Console(width=200, color_system=None)
+    with console.capture() as capture:
+        console.print(widget.content)     # what the widget was given: a str, Text or Table
+    return capture.get()
+
+
+def table_rows(table: DataTable) -> list[list[str]]:
+    return [[str(getattr(c, "plain", c)).strip() for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+async def test_every_screen_by_its_key(seeded_store, tmp_path):
+    app = await make_app_async(seeded_store, tmp_path / "state")
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert isinstance(app.screen, LiveScreen)
+        titles = {w.border_title for w in app.screen.query(".pane")}
+        assert titles == {"signals", "scheduled", "milestones", "risk", "log"}
+        for key, screen in (("2", BacktestScreen), ("3", WalkerScreen), ("4", StrategiesScreen),
+                            ("question_mark", HelpScreen), ("1", LiveScreen), ("f1", HelpScreen)):
+            await pilot.press(key)
+            await pilot.pause()
+            assert isinstance(app.screen, screen), key
+        await pilot.press("escape")
+        assert isinstance(app.screen, LiveScreen)
+
+
+async def test_live_panes_at_80x24_all_visible(seeded_store, tmp_path):
+    app = await make_app_async(seeded_store, tmp_path / "state")
+    async with app.run_test(size=(80, 24)) as pilot:
+        feed_live_fixture(app.bridge)
+        await pilot.pause(0.3)
+        for pane in app.screen.query(".pane"):
+            region = pane.region
+            assert region.height >= 3 and region.right <= 80 and region.bottom <= 24, (pane.border_title, region)
+        signals = table_rows(app.screen.query_one("#live-signals", DataTable))
+        assert [r[:3] for r in signals] == [["BTCUSDT", "sma_cross", "long"], ["ETHBTC", "mean_reversion", "short"]]
+        assert signals[0][8] == "+0.40%" and signals[0][9] == "47m"   # 0.80% gross less 0.4% of fees and slippage
+        scheduled = table_rows(app.screen.query_one("#live-scheduled", DataTable))
+        assert scheduled == [["LTCBTC", "channel_breakout", "long", "0.0171", "0.01742", "-1.84%", "0.0176", "0.0169",
+                              "2d23h"]]
+        assert "40% to TP" in log_text(app, "milestones") and "50% to SL" in log_text(app, "milestones")
+        assert "[max_two] 2 positions open, the limit is 2" in log_text(app, "risk")
+        assert "ValueError: get_signal: indicator needs 50 candles" in log_text(app)
+        pnl = rendered(app.screen.query_one("#live-pnl", Static))
+        assert "+1.60% 1W/0L" in pnl and "open 2" in pnl and "err 1" in pnl and "rej 1" in pnl
+
+
+async def test_backtest_runs_and_shows_results(seeded_store, tmp_path):
+    app = await make_app_async(seeded_store, tmp_path / "state")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2", "r")
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.result is not None, "the backtest to finish")
+        closed = screen.result.closed
+        expected = await bk.Backtest.get_data("BTCUSDT", strategy_name="sma_cross")
+        assert len(closed) == expected.total_signals > 0
+        assert screen.query_one("#bt-trades", DataTable).row_count == len(closed)
+        status = rendered(screen.query_one("#bt-status", Label))
+        assert status.startswith("done: 28,799 candles") and f"{len(closed)} closed signals" in status
+        stats = rendered(screen.query_one("#stats", Static))
+        assert f"total PnL      {expected.total_pnl:+.3f}%" in stats and f"Sharpe" in stats
+        await pilot.press("v", "v", "v")          # stats -> trades -> equity -> chart
+        assert screen.query_one("#bt-results").active == "tab-chart"
+        # A trade picked in the table zooms the chart to it, with its TP and SL.
+        await pilot.press("v", "v")
+        trades = screen.query_one("#bt-trades", DataTable)
+        trades.focus()
+        await pilot.press("down", "enter")
+        assert screen.selected is closed[1]
+        assert screen.query_one("#bt-results").active == "tab-chart"
+        s = closed[1].signal
+        assert f"TP {s.price_take_profit:.6g}  SL {s.price_stop_loss:.6g}" in screen.chart_title
+
+
+async def test_replay_signal_opens_and_closes_then_stops_with_confirmation(seeded_store, tmp_path):
+    app = await make_app_async(seeded_store, tmp_path / "state")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4", "enter")
+        assert isinstance(app.screen, StartDialog)
+        await pilot.press("enter")                  # Start: sma_cross on BTCUSDT, replay at speed 0
+        board = app.bridge.board
+        await wait_for(pilot, lambda: board.summary.closed >= 1 and board.open, "a closed and an open signal")
+        await pilot.press("1")
+        await pilot.pause(0.2)
+        live = app.screen
+        assert table_rows(live.query_one("#live-signals", DataTable))[0][:2] == ["BTCUSDT", "sma_cross"]
+        assert re.search(r"closed BTCUSDT sma_cross long \w+ [+-]\d+\.\d\d%", log_text(app))
+        assert "opened BTCUSDT sma_cross long @" in log_text(app)
+        await pilot.press("4", "x")
+        assert isinstance(app.screen, ConfirmDialog)
+        body = rendered(app.screen.query_one("#confirm-body", Label))
+        assert "It takes no new signals." in body and "State stays in" in body
+        assert "open position" in body or "holds no position" in body
+        await pilot.press("n")                      # keep it running
+        assert bk.Live.list()[0]["status"] == "running"
+        await pilot.press("x", "y")
+        await wait_for(pilot, lambda: bk.Live.list()[0]["status"] != "running", "the run to end after its stop")
+        await pilot.pause(0.3)
+        assert not board.open and "sma_cross on BTCUSDT ended" in "\n".join(line.text for line in board.log)
+        assert (tmp_path / "state").is_dir()      # the run kept its state where the console said
+
+
+async def test_failing_strategy_errors_reach_the_log_and_nothing_crashes(seeded_store, tmp_path):
+    app = await make_app_async(seeded_store, tmp_path / "state")
+
+    def broken(symbol, when):
+        raise ZeroDivisionError("the strategy divided by zero")
+
+    bk.add_strategy("broken", broken, note="raises on every call")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")
+        table = app.screen.query_one("#st-table", DataTable)
+        table.move_cursor(row=[r[0] for r in table_rows(table)].index("broken"))
+        await pilot.press("n", "enter")
+        await wait_for(pilot, lambda: app.bridge.board.summary.errors >= 3, "errors from the broken strategy")
+        await pilot.press("1")
+        await pilot.pause(0.2)
+        assert "ZeroDivisionError: the strategy divided by zero" in log_text(app)
+        assert "broken" in log_text(app)
+        await pilot.press("2", "3", "1")          # the console still answers
+        assert isinstance(app.screen, LiveScreen)
+        bk.Live.stop("BTCUSDT", strategy_name="broken")
+        await wait_for(pilot, lambda: bk.Live.list()[0]["status"] != "running", "the broken run to stop")
+
+
+async def test_bad_start_input_is_refused_with_the_reason(seeded_store, tmp_path):
+    app = await make_app_async(seeded_store, tmp_path / "state")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4", "n")
+        dialog = app.screen
+        dialog.query_one("#start-exchange").value = "no-such-exchange"
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert not bk.Live.list()
+        assert "not started: unknown exchange 'no-such-exchange'" in "\n".join(x.text for x in app.bridge.board.log)
+        await pilot.press("4", "n")
+        app.screen.query_one("#start-exchange").value = "   "
+        await pilot.press("enter")
+        assert isinstance(app.screen, StartDialog)
+        assert "exchange: give replay" in rendered(app.screen.query_one("#start-error", Label))
+        await pilot.press("escape")
+        assert isinstance(app.screen, StrategiesScreen) and not bk.Live.list()
+        await pilot.press("x")                      # nothing runs: a warning, no dialog
+        assert isinstance(app.screen, StrategiesScreen)
+
+
+async def test_walker_leaderboard_fills_in_and_ranks(seeded_store, tmp_path):
+    app = await make_app_async(seeded_store, tmp_path / "state")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("3", "r")
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.final, "the walker to finish")
+        rows = table_rows(screen.query_one("#wk-board", DataTable))
+        final = await bk.Walker.get_data("BTCUSDT", walker_name="samples")
+        assert [r[1] for r in rows] == [r.strategy_name for r in final.rows]
+        assert rows[0][0] == "1" and rows[0][3] == f"{final.rows[0].metric_value:.4f}"
+        assert len(app.bridge.walker.cells) == 3      # every cell reached the live leaderboard
+
+
+async def test_help_lists_every_binding_and_the_palette_runs_them(seeded_store, tmp_path):
+    app = await make_app_async(seeded_store, tmp_path / "state")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("question_mark")
+        ids = [row[2] for row in table_rows(app.screen.query_one("#help-table", DataTable))]
+        declared = [b.id for _, b in all_bindings(app)]
+        assert ids == declared and len(set(ids)) == len(ids)
+        for owner in [BtkApp, *BtkApp.MODES.values(), *BtkApp.DIALOGS.values()]:
+            for binding in owner.BINDINGS:
+                assert binding.id and binding.description, (owner.__name__, binding.key)
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        assert {"Backtest: Run", "Walker: Run", "Strategies: Start", "Theme", "Quit"} <= set(commands)
+        await commands["Backtest: Run"].callback()
+        assert isinstance(app.screen, BacktestScreen)
+        await wait_for(pilot, lambda: app.screen.result is not None, "the backtest started from the palette")
+
+
+async def test_theme_switches_at_runtime(seeded_store, tmp_path):
+    app = await make_app_async(seeded_store, tmp_path / "state")
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert app.theme == "btk-dark"
+        dark_success = app.colors["success"]
+        await pilot.press("t")
+        assert app.theme == "btk-light" and app.colors["success"] != dark_success
+        await pilot.press("t")
+        assert app.theme == "btk-dark"
+
+
+def test_stylesheet_uses_theme_variables_only():
+    css = Path(STYLESHEET).read_text()
+    body = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
+    colours = re.findall(r"#[0-9a-fA-F]{3,8}\b|\brgba?\(|\bhsla?\(", body)
+    named = re.findall(r":\s*(?:round|thick|solid|tall)?\s*(white|black|red|green|blue|yellow|grey|gray)\b", body)
+    assert not colours and not named, (colours, named)
+    assert body.count("$") > 20
+
+
+async def test_quit_with_a_live_run_asks_first(seeded_store, tmp_path):
+    app = await make_app_async(seeded_store, tmp_path / "state", speed=1.0)   # one minute a minute: stays open
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4", "enter", "enter")
+        await wait_for(pilot, lambda: app.running_live(), "the live run to start")
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmDialog)
+        assert "state is saved in" in rendered(app.screen.query_one("#confirm-body", Label))
+        await pilot.press("escape")
+        assert app.is_running
+        bk.Live.stop("BTCUSDT", strategy_name="sma_cross")
+
+
+async def test_bridge_coalesces_a_burst_into_one_update():
+    posted = []
+    bridge = EngineBridge(posted.append, refresh_hz=10)
+    bridge.start()
+    try:
+        for _ in range(1000):
+            bridge.note("tick")
+        assert posted == []                         # nothing drawn synchronously inside the engine's emit
+        await asyncio.sleep(0.05)
+        assert len(posted) == 1 and posted[0].board_version == 1000
+        bridge.note("one more")
+        await asyncio.sleep(0.02)
+        assert len(posted) == 1                     # within 100 ms of the last update: held back
+        await asyncio.sleep(0.15)
+        assert len(posted) == 2
+        await asyncio.sleep(0.2)
+        assert len(posted) == 2                     # nothing changed: nothing posted (no polling)
+    finally:
+        bridge.stop()
+
+
+def test_console_refuses_a_missing_strategies_file(tmp_path, capsys):
+    assert main(["--store", str(tmp_path / "s.sqlite3"), "--strategies", str(tmp_path / "nope.py")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_console_refuses_a_negative_speed(capsys):
+    assert main(["--speed", "-1"]) == 2
+    assert "--speed must be a number >= 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_modal_dialogs_fit(seeded_store, tmp_path, size):
+    app = await make_app_async(seeded_store, tmp_path / "state")
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("4", "n")
+        dialog = app.screen.query_one(".dialog")
+        assert dialog.region.bottom <= size[1] and dialog.region.right <= size[0]
+        assert app.screen.query_one("#start").region.bottom <= size[1]
