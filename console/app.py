@@ -180,7 +180,20 @@ class BtkApp(App):
             f"Quit with {len(running)} live run(s)?",
             f"{listed} stop now. Their state is saved in {self.config.state_dir}; starting them again "
             "(same symbol and exchange) resumes open positions and scheduled orders.", confirm="Quit"),
-            lambda yes: self.exit() if yes else None)
+            lambda yes: self.run_worker(self._quit_after_live_runs()) if yes else None)
+
+    async def _quit_after_live_runs(self) -> None:
+        """Cancel the live runs and let each close its files and database before the loop ends
+        (their state was saved before every event; cancelling loses nothing)."""
+        runs = [w for w in self.workers if w.group == "live"]
+        for worker in runs:
+            worker.cancel()
+        for worker in runs:
+            try:
+                await worker.wait()
+            except Exception:
+                pass  # cancelled or failed: either way it is over
+        self.exit()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The command palette: every binding's action, by description, plus Textual's own."""

@@ -113,9 +113,10 @@ async def test_replay_signal_opens_and_closes_then_stops_with_confirmation(seede
         board = app.bridge.board
         await wait_for(pilot, lambda: board.summary.closed >= 1 and board.open, "a closed and an open signal")
         await pilot.press("1")
-        await pilot.pause(0.2)
-        live = app.screen
-        assert table_rows(live.query_one("#live-signals", DataTable))[0][:2] == ["BTCUSDT", "sma_cross"]
+        signals = app.screen.query_one("#live-signals", DataTable)
+        # The replay goes on at full speed: positions open and close between redraws.
+        await wait_for(pilot, lambda: [r[:2] for r in table_rows(signals)] == [["BTCUSDT", "sma_cross"]],
+                       "an open position in the signals pane")
         assert re.search(r"closed BTCUSDT sma_cross long \w+ [+-]\d+\.\d\d%", log_text(app))
         assert "opened BTCUSDT sma_cross long @" in log_text(app)
         await pilot.press("4", "x")
@@ -235,8 +236,11 @@ async def test_quit_with_a_live_run_asks_first(seeded_store, tmp_path):
         assert isinstance(app.screen, ConfirmDialog)
         assert "state is saved in" in rendered(app.screen.query_one("#confirm-body", Label))
         await pilot.press("escape")
-        assert app.is_running
-        bk.Live.stop("BTCUSDT", strategy_name="sma_cross")
+        assert app.is_running and app.running_live()
+        await pilot.press("q", "y")
+        await wait_for(pilot, lambda: not app.is_running, "the console to quit")
+    run = bk.Live.list()[0]
+    assert run["status"] != "running" and (tmp_path / "state").is_dir()
 
 
 async def test_bridge_coalesces_a_burst_into_one_update():

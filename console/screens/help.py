@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
-from ..modebar import ModeBar
+from ..modebar import ModeBar, key_label
 
 if TYPE_CHECKING:
     from ..app import BtkApp
@@ -19,7 +19,7 @@ COLUMNS = ("where", "keys", "id", "what it does")
 
 
 def key_names(binding: Binding) -> str:
-    return " / ".join(binding.key_display or k.strip() for k in binding.key.split(","))
+    return " / ".join(key_label(k) for k in binding.key.split(","))
 
 
 def all_bindings(app: BtkApp) -> Iterator[tuple[str, Binding]]:
