@@ -28,6 +28,7 @@ REFRESH_HZ = 10
 
 @dataclass
 class BacktestProgress:
+    run: tuple[str, str] | None = None  # (symbol, strategy) of the console's backtest
     processed: int = 0
     total: int = 0
     started: float | None = None      # the bridge clock's reading at the first event of the run
@@ -129,13 +130,15 @@ class EngineBridge:
         self.board.note(text, kind)
         self._changed()
 
-    def begin_backtest(self, total: int = 0) -> None:
-        self.progress = BacktestProgress(total=total, started=self.clock())
+    def begin_backtest(self, symbol: str, strategy_name: str) -> None:
+        self.progress = BacktestProgress(run=(symbol, strategy_name), started=self.clock())
         self._backtest_dirty = True
         self._changed()
 
     def on_backtest_progress(self, event: bk.BacktestProgressEvent) -> None:
         p = self.progress
+        if p.run != (event.symbol, event.strategy_name):
+            return  # another run's (a walker's inline cells are backtests too)
         if p.started is None:
             p.started = self.clock()
         p.processed, p.total, p.updated = event.processed_frames, event.total_frames, self.clock()

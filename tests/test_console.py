@@ -90,7 +90,7 @@ async def test_backtest_runs_and_shows_results(seeded_store, tmp_path):
         status = rendered(screen.query_one("#bt-status", Label))
         assert status.startswith("done: 28,799 candles") and f"{len(closed)} closed signals" in status
         stats = rendered(screen.query_one("#stats", Static))
-        assert f"total PnL      {expected.total_pnl:+.3f}%" in stats and f"Sharpe" in stats
+        assert f"total PnL      {expected.total_pnl:+.3f}%" in stats and "Sharpe" in stats
         await pilot.press("v", "v", "v")          # stats -> trades -> equity -> chart
         assert screen.query_one("#bt-results").active == "tab-chart"
         # A trade picked in the table zooms the chart to it, with its TP and SL.

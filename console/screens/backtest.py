@@ -24,8 +24,8 @@ from engine.registry import get_exchange, get_frame
 
 from .. import charts
 from .. import format as fmt
-from ..workspace import stored_frame
 from ..modebar import ModeBar
+from ..workspace import stored_frame
 
 if TYPE_CHECKING:
     from ..app import BtkApp
@@ -127,7 +127,7 @@ class BacktestScreen(Screen):
         bridge = self.app.bridge
         try:
             frame_name = await stored_frame(self.app.config.store, exchange, symbol) if frame == STORED else frame
-            bridge.begin_backtest()
+            bridge.begin_backtest(symbol, strategy)
             closed: list[Any] = []
             async for result in bk.Backtest.run(symbol, strategy_name=strategy, exchange_name=exchange,
                                                 frame_name=frame_name):

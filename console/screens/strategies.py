@@ -15,8 +15,8 @@ from textual.widgets import DataTable, Footer, Select, Static
 import engine as bk
 
 from .. import format as fmt
-from .dialogs import ConfirmDialog, StartDialog, StartRequest
 from ..modebar import ModeBar
+from .dialogs import ConfirmDialog, StartDialog, StartRequest
 
 if TYPE_CHECKING:
     from ..app import BtkApp
