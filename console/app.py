@@ -26,6 +26,7 @@ from themes import DEFAULT_THEME, STYLESHEET, THEMES
 from . import format as fmt
 from .bridge import EngineBridge, EngineUpdate
 from .modebar import ModeBar
+from .workspace import registered_or_ccxt
 from .screens.backtest import BacktestScreen
 from .screens.dialogs import ConfirmDialog, StartDialog, StartRequest
 from .screens.help import HelpScreen
@@ -111,24 +112,16 @@ class BtkApp(App):
     def live_exchange(self, given: str, symbol: str) -> str:
         """The exchange name for a live run: ``replay`` (of the market's store exchange), a registered
         exchange, or a ccxt id (registered on first use). Raises ValueError with the reason."""
-        known = {e.exchange_name for e in bk.list_exchanges()}
         if given == "replay":
             sources = [exchange for exchange, s in self.markets if s == symbol]
             if not sources:
                 raise ValueError(f"replay: no stored 1m candles of {symbol}")
             source = BUNDLED if BUNDLED in sources else sources[0]
             name = replay_name(source)
-            if name not in known:
+            if name not in {e.exchange_name for e in bk.list_exchanges()}:
                 bk.add_replay_exchange(name, source=source, store_path=self.config.store, speed=self.config.speed)
             return name
-        if given in known:
-            return given
-        from engine.exchange.ccxt_exchange import add_ccxt_exchange, ccxt_exchange_ids
-        if given in ccxt_exchange_ids():
-            add_ccxt_exchange(given)
-            return given
-        raise ValueError(f"unknown exchange {given!r}: not replay, not registered ({', '.join(sorted(known))}) "
-                         "and not a ccxt exchange id")
+        return registered_or_ccxt(given)
 
     def start_live(self, request: StartRequest) -> bool:
         try:

@@ -18,6 +18,7 @@ import engine as bk
 from engine.interval import iso, to_ms
 
 from .usage import UsageError, parse_time
+from .workspace import registered_or_ccxt
 
 
 def _exchange_for(args: argparse.Namespace, store: Path) -> str:
@@ -35,14 +36,10 @@ def _exchange_for(args: argparse.Namespace, store: Path) -> str:
         return "replay"
     if args.start or args.end:
         raise UsageError("--from and --to apply to --exchange replay only")
-    if args.exchange in known:
-        return args.exchange
-    from engine.exchange.ccxt_exchange import add_ccxt_exchange, ccxt_exchange_ids
-    if args.exchange in ccxt_exchange_ids():
-        add_ccxt_exchange(args.exchange)
-        return args.exchange
-    raise UsageError(f"unknown exchange {args.exchange!r}: not registered ({', '.join(sorted(known))}) "
-                     "and not a ccxt exchange id")
+    try:
+        return registered_or_ccxt(args.exchange)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 class StatusLine:

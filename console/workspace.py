@@ -105,6 +105,20 @@ async def stored_markets(store: Path) -> list[tuple[str, str]]:
         await db.close()
 
 
+def registered_or_ccxt(exchange: str) -> str:
+    """A live run's exchange: a registered one, or a ccxt id (registered on first use, public
+    candles, no keys). Raises ValueError naming what is known."""
+    known = {e.exchange_name for e in bk.list_exchanges()}
+    if exchange in known:
+        return exchange
+    from engine.exchange.ccxt_exchange import add_ccxt_exchange, ccxt_exchange_ids
+    if exchange in ccxt_exchange_ids():
+        add_ccxt_exchange(exchange)
+        return exchange
+    raise ValueError(f"unknown exchange {exchange!r}: not registered ({', '.join(sorted(known))}) "
+                     "and not a ccxt exchange id")
+
+
 def load_file(file: str) -> None:
     """Run a user's Python file that registers strategies, frames, risks... with ``engine``."""
     path = Path(file)

@@ -3,7 +3,7 @@ the leaderboard fill in as cells finish; the final ranking replaces it when the 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
@@ -18,6 +18,7 @@ import engine as bk
 from engine.runners.walker import OVERALL
 
 from .. import format as fmt
+from ..bridge import EngineUpdate
 from ..modebar import ModeBar
 
 if TYPE_CHECKING:
@@ -135,7 +136,9 @@ class WalkerScreen(Screen):
             self.query_one("#wk-progress", ProgressBar).update(progress=100)
         self.on_engine()
 
-    def on_engine(self, update: Any = None) -> None:
+    def on_engine(self, update: EngineUpdate | None = None) -> None:
+        if update is not None and not update.walker:
+            return  # a live tick or a backtest's progress: nothing here changed
         board = self.query_one("#wk-board", DataTable)
         colors = self.app.colors
         board.clear()
