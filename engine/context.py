@@ -1,7 +1,7 @@
 """Execution and method contexts (contextvars) and the clocks behind ``when``.
 
 Every engine call into strategy code runs inside an execution context
-``(symbol, when, backtest)`` and a method context ``(strategy_name,
+``(symbol, when, backtest)`` that carries its method context ``(strategy_name,
 exchange_name, frame_name)``. ``when`` comes from an injected clock: frames in
 a backtest, the wall clock (aligned down to the minute) live, a fake in tests.
 Strategy code never reads the wall clock; it calls ``get_date()``.
@@ -67,31 +67,32 @@ class WallClock(Clock):
         return self.now
 
 
-class ExecutionContext:
-    """Where and when strategy code runs. ``when`` is read from the clock, so a
-    backtest moves one context object through its frames without rebuilding it."""
-
-    __slots__ = ("symbol", "backtest", "clock", "feed")
-
-    def __init__(self, symbol: str, backtest: bool, clock: Clock, feed: CandleFeed):
-        self.symbol = symbol
-        self.backtest = backtest
-        self.clock = clock
-        self.feed = feed
-
-    @property
-    def when(self) -> int:
-        return self.clock.now
-
-
 class MethodContext(msgspec.Struct, frozen=True):
     strategy_name: str
     exchange_name: str
     frame_name: str = ""
 
 
+class ExecutionContext:
+    """Where and when strategy code runs, and on behalf of which strategy (``method``).
+    ``when`` is read from the clock, so a backtest moves one context object through its
+    frames without rebuilding it, and entering it is one ContextVar set."""
+
+    __slots__ = ("symbol", "backtest", "clock", "feed", "method")
+
+    def __init__(self, symbol: str, backtest: bool, clock: Clock, feed: CandleFeed, method: MethodContext):
+        self.symbol = symbol
+        self.backtest = backtest
+        self.clock = clock
+        self.feed = feed
+        self.method = method
+
+    @property
+    def when(self) -> int:
+        return self.clock.now
+
+
 execution_context: ContextVar[ExecutionContext | None] = ContextVar("btk_execution", default=None)
-method_context: ContextVar[MethodContext | None] = ContextVar("btk_method", default=None)
 
 
 def current_execution(fn_name: str) -> ExecutionContext:
@@ -105,21 +106,18 @@ def current_execution(fn_name: str) -> ExecutionContext:
 
 
 class running:
-    """Enter both contexts for one call into strategy code (cheap: two ContextVar sets)."""
+    """Enter the execution context for one call into strategy code (one ContextVar set)."""
 
-    __slots__ = ("_exec", "_method", "_t1", "_t2")
+    __slots__ = ("_exec", "_token")
 
-    def __init__(self, execution: ExecutionContext, method: MethodContext):
+    def __init__(self, execution: ExecutionContext):
         self._exec = execution
-        self._method = method
 
     def __enter__(self) -> None:
-        self._t1 = execution_context.set(self._exec)
-        self._t2 = method_context.set(self._method)
+        self._token = execution_context.set(self._exec)
 
     def __exit__(self, *exc: Any) -> None:
-        method_context.reset(self._t2)
-        execution_context.reset(self._t1)
+        execution_context.reset(self._token)
 
 
 def get_date() -> datetime:

@@ -23,7 +23,7 @@ Handler = Callable[[Any], Any]
 Unsubscribe = Callable[[], None]
 
 
-class _Resume:
+class Resume:
     """Continue a coroutine that was started by hand and suspended on ``yielded``."""
 
     __slots__ = ("coro", "yielded")
@@ -55,7 +55,7 @@ def start_coroutine(coro: Any) -> tuple[bool, Any]:
         yielded = coro.send(None)
     except StopIteration as stop:
         return True, stop.value
-    return False, _Resume(coro, yielded)
+    return False, Resume(coro, yielded)
 
 
 class _Listener:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .context import current_execution, method_context
+from .context import current_execution
 from .exchange.client import ExchangeClient
 from .registry import get_exchange
 from .types import Candles
@@ -21,10 +21,7 @@ async def get_average_price(symbol: str) -> float:
 
 
 def _client(fn_name: str) -> ExchangeClient:
-    current_execution(fn_name)
-    method = method_context.get()
-    assert method is not None
-    return ExchangeClient(get_exchange(method.exchange_name))
+    return ExchangeClient(get_exchange(current_execution(fn_name).method.exchange_name))
 
 
 async def format_price(symbol: str, price: float) -> str:
