@@ -39,6 +39,7 @@ from .signal import SignalValidationError
 from .sizing import PositionSize
 from .sweep import add_sweep, expand_grid, sweep_name
 from .stats import BacktestStatistics, backtest_statistics
+from .vectorised import SignalFrame, Signals, SignalsError, lookahead_problems
 from .types import (
     BacktestProgressEvent, Candle, Candles, DoneEvent, ErrorEvent, PartialEvent, PerformanceEvent, PnL,
     RiskEvent, SignalDto, SignalRow, TickActive, TickCancelled, TickClosed, TickIdle, TickOpened, TickResult,
@@ -48,4 +49,4 @@ from .types import (
 __all__ = [name for name in dir() if not name.startswith("_") and name not in {
     "config", "context", "events", "exchange", "functions", "log", "pnl", "registry", "risk", "runners",
     "signal", "sizing", "stats", "types", "feed", "interval", "fastpath", "partial", "persist", "report",
-    "strategy", "history", "analytics", "cells", "cellcache", "executors", "sweep"}]
+    "strategy", "history", "analytics", "cells", "cellcache", "executors", "sweep", "vectorised", "windows"}]

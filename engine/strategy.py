@@ -15,13 +15,15 @@ import inspect
 import math
 import time
 import uuid
+from types import CoroutineType
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import msgspec
 
 from .config import GlobalConfig, get_config
 from .context import Clock, ExecutionContext, MethodContext, running
-from .events import bus, emit_performance, start_coroutine
+from .events import Resume, bus, emit_performance
 from .fastpath import active_extremes, milestone_crossings, resolve_open, resolve_scheduled
 from .feed import ExchangeFeed, Series
 from .interval import MINUTE_MS, interval_ms, to_datetime
@@ -58,8 +60,8 @@ class ClientStrategy:
         self.strategy_name = schema.strategy_name
         self.backtest = backtest
         self.feed, self.clock = feed, clock
-        self.execution = ExecutionContext(symbol, backtest, clock, feed)
-        self.method = MethodContext(schema.strategy_name, exchange_name, frame_name)
+        self.execution = ExecutionContext(symbol, backtest, clock, feed,
+                                          MethodContext(schema.strategy_name, exchange_name, frame_name))
         self.interval_ms = interval_ms(schema.interval)
         self.risks: list[ClientRisk] = [risk_for(name) for name in schema.risk_names]
         self.partial = partial or PartialTracker()
@@ -69,6 +71,8 @@ class ClientStrategy:
         self.stopped = False
         # Live state is written through this before the event of each change is emitted.
         self.persistence = persistence
+        # A vectorised backtest answers get_signal from its precomputed rows (engine/vectorised.py).
+        self.signal_lookup: Callable[[int], Any] | None = None
         self._signal_channel = bus.signal_backtest if backtest else bus.signal_live  # type: ignore[attr-defined]
 
     # --- plumbing --------------------------------------------------------------------------
@@ -84,7 +88,7 @@ class ClientStrategy:
         fn = getattr(self.callbacks, name)
         if fn is None:
             return
-        with running(self.execution, self.method):
+        with running(self.execution):
             try:
                 result = fn(*args)
                 if inspect.isawaitable(result):
@@ -157,29 +161,64 @@ class ClientStrategy:
                              exchange_name=self.exchange_name, backtest=False, when=when)
 
     async def _get_signal(self, when: int) -> Any:
-        config = get_config()
-        with running(self.execution, self.method):
+        done, result = self._start_signal(when)
+        return result if done else await self._finish_signal(result)
+
+    def _start_signal(self, when: int) -> tuple[bool, Any]:
+        """Call ``get_signal`` at ``when``: ``(True, result)`` when it finished without suspending
+        (a backtest's usual case, so no awaiting per frame), else ``(False, awaitable)`` for
+        ``_finish_signal``. A strategy's exception is reported and reads as no signal."""
+        if self.signal_lookup is not None:
+            return True, self.signal_lookup(when)
+        with running(self.execution):
             try:
                 result = self.schema.get_signal(self.symbol, to_datetime(when))
-                if inspect.iscoroutine(result):
-                    done, result = start_coroutine(result)
-                    if not done:
-                        try:
-                            async with asyncio.timeout(config.CC_MAX_SIGNAL_GENERATION_SECONDS):
-                                result = await result
-                        except TimeoutError:
-                            raise GetSignalTimeout(
-                                f"get_signal of {self.strategy_name} on {self.symbol} timed out after "
-                                f"{config.CC_MAX_SIGNAL_GENERATION_SECONDS:g} s") from None
-                elif inspect.isawaitable(result):
-                    async with asyncio.timeout(config.CC_MAX_SIGNAL_GENERATION_SECONDS):
-                        result = await result
-                return result
+                if type(result) is CoroutineType:
+                    try:
+                        yielded = result.send(None)
+                    except StopIteration as stop:
+                        return True, stop.value
+                    return False, Resume(result, yielded)
+                if inspect.isawaitable(result):
+                    return False, result
+                return True, result
+            except Exception as exc:
+                self._report(exc, where="get_signal")
+                return True, None
+
+    async def _finish_signal(self, pending: Any) -> Any:
+        """Await a ``get_signal`` that suspended, inside the contexts and its time limit."""
+        limit = get_config().CC_MAX_SIGNAL_GENERATION_SECONDS
+        with running(self.execution):
+            try:
+                async with asyncio.timeout(limit):
+                    return await pending
+            except TimeoutError:
+                self._report(GetSignalTimeout(f"get_signal of {self.strategy_name} on {self.symbol} timed out "
+                                              f"after {limit:g} s"), where="get_signal")
+                return None
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self._report(exc, where="get_signal")
                 return None
+
+    # --- backtest entry points (the runner drives these between frames) ------------------------
+
+    def quiet_idle(self) -> bool:
+        """Idle, taking signals, and nobody observes idle ticks: the runner may then call
+        ``get_signal`` itself on each throttle slot and skip everything else per frame."""
+        return self.pending is None and self.scheduled is None and not self.stopped and not self._observed_idle()
+
+    async def accept_signal(self, dto: Any, when: int, previous_slot: int | None) -> TickResult:
+        """What ``tick`` does with a signal ``get_signal`` gave at ``when`` (the throttle slot is
+        already taken): validate, check risk, then ``opened`` or ``scheduled`` (else ``idle``)."""
+        price = self.feed.price_now(self.symbol, when)
+        if price is None:
+            price = await self.feed.average_price(self.symbol, when)
+        if self.stopped:
+            return await self._idle(when, price)
+        return await self._accept(dto, when, price, previous_slot)
 
     async def _accept(self, dto: Any, when: int, price: float, previous_slot: int | None) -> TickResult:
         config = get_config()

@@ -20,13 +20,15 @@ import msgspec
 import numpy as np
 
 from ..config import get_config
-from ..context import Clock
+from ..context import Clock, running
 from ..events import bus, emit_performance
 from ..exchange.client import ExchangeClient
+from ..feed import Series, SeriesFeed
 from ..interval import MINUTE_MS, align, interval_ms, iso
-from ..registry import get_exchange, get_frame, get_strategy, raise_problems, reference_problems
+from ..registry import StrategySchema, get_exchange, get_frame, get_strategy, raise_problems, reference_problems
 from ..stats import BacktestStatistics, backtest_statistics
 from ..strategy import ClientStrategy
+from ..vectorised import SignalFrame, SignalTable, compute_signals, frame_prices
 from ..types import BacktestProgressEvent, DoneEvent, TickClosed, TickResult
 from .supervise import run_report, start_background, supervised, write_report
 
@@ -58,6 +60,7 @@ class RunState(msgspec.Struct):
     stop_requested: bool = False
     processed_frames: int = 0
     total_frames: int = 0
+    vectorised: bool | None = None    # None: vectorised when the strategy offers get_signals
 
 
 _runs: dict[tuple[str, str], RunState] = {}
@@ -71,11 +74,15 @@ class Backtest:
     """Backtests of a strategy on a symbol over a frame. Results are kept per (symbol, strategy)."""
 
     @staticmethod
-    def run(symbol: str, *, strategy_name: str, exchange_name: str, frame_name: str) -> AsyncIterator[TickResult]:
-        """Yield ``scheduled``, ``opened``, ``closed`` and ``cancelled`` results as the backtest goes."""
+    def run(symbol: str, *, strategy_name: str, exchange_name: str, frame_name: str,
+            vectorised: bool | None = None) -> AsyncIterator[TickResult]:
+        """Yield ``scheduled``, ``opened``, ``closed`` and ``cancelled`` results as the backtest goes.
+
+        A strategy registered with ``get_signals`` runs vectorised (its entry signals computed once
+        for the whole frame) unless ``vectorised=False``; ``vectorised=True`` requires it."""
         ctx = {"symbol": symbol, "strategy_name": strategy_name, "exchange_name": exchange_name,
                "frame_name": frame_name, "backtest": True}
-        state = RunState(symbol, strategy_name, exchange_name, frame_name, status="running")
+        state = RunState(symbol, strategy_name, exchange_name, frame_name, status="running", vectorised=vectorised)
 
         def check() -> None:
             raise_problems(reference_problems(strategy=strategy_name, exchange=exchange_name, frame=frame_name),
@@ -127,8 +134,6 @@ def reset_backtests() -> None:
 
 
 async def _run(state: RunState) -> AsyncIterator[TickResult]:
-    from ..feed import SeriesFeed
-
     config = get_config()
     frame = get_frame(state.frame_name)
     schema = get_strategy(state.strategy_name)
@@ -161,11 +166,16 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
         strategy.stop()
     total = len(times)
     state.total_frames = total
+    first_time = int(times[0])
+    frame_step = interval_ms(frame.interval)
+    table = None
+    if _vectorised(state, schema):
+        table = await _signal_table(schema, strategy, series, times, feed, state)
+        strategy.signal_lookup = lambda when: table.at((when - first_time) // frame_step)
     progress_every = max(1, total // PROGRESS_STEPS)
     next_progress = 0
     next_yield = YIELD_EVERY_FRAMES
     slot_ms = strategy.interval_ms
-    frame_step = interval_ms(frame.interval)
     progress_channel = bus.backtest_progress  # type: ignore[attr-defined]
     try:
         i = 0
@@ -181,18 +191,26 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
                 await asyncio.sleep(0)
             if state.stop_requested:
                 break
-            when = int(times[i])
-            clock.now = when
-            result = await strategy.tick()
+            if strategy.quiet_idle():
+                # Only get_signal runs, on each throttle slot, until it gives a signal or the
+                # next progress / yield point.
+                stop_at = min(total, next_progress, next_yield)
+                i, result = await (_scan(strategy, clock, first_time, frame_step, i, stop_at) if table is None else
+                                   _scan_rows(strategy, clock, first_time, frame_step, i, stop_at, table.rows))
+                if result is None:
+                    continue
+                when = clock.now
+            else:
+                when = first_time + i * frame_step
+                clock.now = when
+                result = await strategy.tick()
             action = result.action
             if action == "idle":
                 i += 1
                 if (slot_ms > frame_step and strategy.last_slot is not None and strategy.scheduled is None
                         and strategy.pending is None and not strategy._observed_idle()):
                     # Jump to the first frame of the next throttle slot.
-                    next_slot_start = (strategy.last_slot + 1) * slot_ms
-                    if i < total and int(times[i]) < next_slot_start:
-                        i = int(np.searchsorted(times, next_slot_start, side="left"))
+                    i = max(i, _first_frame_at(first_time, frame_step, (strategy.last_slot + 1) * slot_ms))
                 continue
             yield result
             resolving = time.perf_counter()
@@ -209,7 +227,8 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
                 state.closed.append(result)  # type: ignore[arg-type]
                 yield result
             close_ts = result.close_timestamp  # type: ignore[union-attr]
-            i = int(np.searchsorted(times, close_ts, side="right"))
+            # The first frame after the close.
+            i = _first_frame_at(first_time, frame_step, close_ts + 1)
     finally:
         # A backtest persists nothing: a run that ends early (stopped consumer, error) frees its slots.
         strategy.release_risk()
@@ -222,6 +241,90 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
     _performance("backtest_total", started, state, int(times[-1]))
     bus.done_backtest.emit(DoneEvent(state.symbol, state.strategy_name, state.exchange_name,  # type: ignore[attr-defined]
                                      state.frame_name, True))
+
+
+def _first_frame_at(first_time: int, step: int, at: int) -> int:
+    """Index of the first frame time ``>= at`` (frame times are ``first_time + k*step``)."""
+    return max(0, -((first_time - at) // step))
+
+
+async def _scan(strategy: ClientStrategy, clock: Clock, first_time: int, step: int, i: int,
+                stop_at: int) -> tuple[int, TickResult | None]:
+    """The per-frame path while the strategy is quietly idle: call ``get_signal`` on the first
+    frame of each throttle slot from frame ``i`` until one gives a signal (returns its frame and
+    the tick result of accepting it) or frame ``stop_at`` is reached (returns it and None).
+    Nothing else runs per frame: no price, no tick object, frames within a taken slot skipped."""
+    slot_ms = strategy.interval_ms
+    while i < stop_at:
+        when = first_time + i * step
+        slot = when // slot_ms
+        if slot == strategy.last_slot:
+            i = max(i + 1, _first_frame_at(first_time, step, (slot + 1) * slot_ms))
+            continue
+        clock.now = when
+        previous_slot, strategy.last_slot = strategy.last_slot, slot
+        done, dto = strategy._start_signal(when)
+        if not done:
+            dto = await strategy._finish_signal(dto)
+        if dto is not None and not strategy.stopped:
+            result = await strategy.accept_signal(dto, when, previous_slot)
+            if result.action != "idle":
+                return i, result
+            if strategy.last_slot == previous_slot:   # rejected by risk: the slot is not taken
+                i += 1
+                continue
+        i = max(i + 1, _first_frame_at(first_time, step, (slot + 1) * slot_ms)) if slot_ms > step else i + 1
+    return i, None
+
+
+def _vectorised(state: RunState, schema: StrategySchema) -> bool:
+    if state.vectorised is False:
+        return False
+    if schema.get_signals is None:
+        if state.vectorised:
+            raise ValueError(f"Backtest.run(vectorised=True): strategy {schema.strategy_name!r} has no get_signals")
+        return False
+    return True
+
+
+async def _signal_table(schema: StrategySchema, strategy: ClientStrategy, series: Series, times: np.ndarray,
+                        feed: SeriesFeed, state: RunState) -> SignalTable:
+    started = time.perf_counter()
+    frame = SignalFrame(state.symbol, times, frame_prices(series, times), feed)
+    with running(strategy.execution):
+        table = await compute_signals(schema.get_signals, frame, f"get_signals of {schema.strategy_name}")
+    _performance("backtest_get_signals", started, state, int(times[0]))
+    return table
+
+
+async def _scan_rows(strategy: ClientStrategy, clock: Clock, first_time: int, step: int, i: int, stop_at: int,
+                     rows: np.ndarray) -> tuple[int, TickResult | None]:
+    """``_scan`` for a vectorised strategy: jump from signal row to signal row. A row is taken
+    where ``get_signal`` would have been called: the first frame of a throttle slot not taken
+    yet (every frame, when the slot is the frame's step), or frame ``i`` itself."""
+    slot_ms = strategy.interval_ms
+    k = int(np.searchsorted(rows, i))
+    while k < len(rows):
+        r = int(rows[k])
+        if r >= stop_at:
+            break
+        when = first_time + r * step
+        slot = when // slot_ms
+        # The slot taken just before frame r: frame r-1's, if the scan passed it (it was called
+        # there, or its slot was taken before).
+        before = strategy.last_slot if r == i else (when - step) // slot_ms
+        k += 1
+        if slot == before:
+            continue
+        clock.now = when
+        strategy.last_slot = slot
+        result = await strategy.accept_signal(strategy.signal_lookup(when), when, before)  # type: ignore[misc]
+        if result.action != "idle":
+            return r, result
+        i = r + 1
+    if stop_at > i:
+        strategy.last_slot = (first_time + (stop_at - 1) * step) // slot_ms
+    return stop_at, None
 
 
 def _performance(metric: str, started: float, state: RunState, when: int) -> None:
