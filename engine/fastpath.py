@@ -84,6 +84,87 @@ def resolve_open(series: Series, first: int, *, position: str, take_profit: floa
     return OpenOutcome(stop, "time_expired", first)
 
 
+class OpenOutcomes(NamedTuple):
+    """``resolve_open`` for many signals at once (arrays, one entry per signal)."""
+    index: np.ndarray      # candle index of the close
+    take_profit: np.ndarray  # bool: closed on TP (else SL, or time where index == stop)
+    stop_loss: np.ndarray    # bool: closed on SL
+    low: np.ndarray        # min / max of the VWAP over the active candles (+inf / -inf if none)
+    high: np.ndarray
+
+
+_MANY_ROWS = 8192          # signals per block: bounds the memory of the gathered windows
+
+
+def resolve_open_many(series: Series, pending_at: np.ndarray, *, long: np.ndarray, take_profit: np.ndarray,
+                      stop_loss: np.ndarray, minutes: np.ndarray, end_ms: int, trigger: str) -> OpenOutcomes:
+    """Where each of many open signals (``pending_at`` ascending) closes and its VWAP extremes
+    before that, exactly as ``resolve_open`` and ``active_extremes`` say one by one: windows of
+    growing width are searched for all unresolved signals at once."""
+    k = len(pending_at)
+    step = series.step
+    first = (pending_at - series.t0) // step
+    past_end = (end_ms - end_ms % step + step - series.t0) // step
+    finite = np.isfinite(minutes)
+    deadline = pending_at + np.where(finite, minutes, 0).astype(np.int64) * 60_000 - step
+    stop = np.where(finite, np.minimum(past_end, np.maximum(-((series.t0 - deadline) // step), 0)), past_end)
+    if k and int(stop.max()) >= len(series.ts):
+        raise IndexError("the loaded candles end before this position can close")
+    index = stop.copy()
+    hit_tp, hit_sl = np.zeros(k, dtype=bool), np.zeros(k, dtype=bool)
+    vwap = series.vwap
+    n = len(vwap)
+    if trigger == "touch":
+        up = (series.high, series.low)      # long: TP on the high, SL on the low; short: the reverse
+    else:
+        up = (vwap, vwap)
+    todo, lo = np.arange(k), first.copy()
+    width = int(min(_FIRST_WINDOW, max(1, int((stop - first).max()) if k else 1)))
+    while len(todo):
+        w = min(width, n)
+        start = np.minimum(lo[todo], n - w)            # windows past the data are shifted back, then
+        shift = lo[todo] - start                       # their leading columns ignored
+        for block in range(0, len(todo), _MANY_ROWS):
+            rows = todo[block:block + _MANY_ROWS]
+            s0, sh = start[block:block + _MANY_ROWS], shift[block:block + _MANY_ROWS]
+            is_long = long[rows, None]
+            reach_tp = np.lib.stride_tricks.sliding_window_view(up[0], w)[s0]
+            reach_sl = reach_tp if up[1] is up[0] else np.lib.stride_tricks.sliding_window_view(up[1], w)[s0]
+            if not is_long.all():
+                reach_tp, reach_sl = np.where(is_long, reach_tp, reach_sl), np.where(is_long, reach_sl, reach_tp)
+            tp_level, sl_level = take_profit[rows, None], stop_loss[rows, None]
+            tp = np.where(is_long, reach_tp >= tp_level, reach_tp <= tp_level)
+            sl = np.where(is_long, reach_sl <= sl_level, reach_sl >= sl_level)
+            if sh.any():
+                ahead = np.arange(w) < sh[:, None]
+                tp &= ~ahead
+                sl &= ~ahead
+            hit = tp | sl
+            col = hit.argmax(axis=1)
+            found = hit[np.arange(len(rows)), col] & (s0 + col < stop[rows])
+            done, c = rows[found], col[found]
+            index[done] = s0[found] + c
+            hit_tp[done] = tp[found, c]
+            hit_sl[done] = sl[found, c]
+            lo[rows] = s0 + w
+            stop[rows[found]] = index[done]           # resolved: nothing further to search
+        todo = todo[lo[todo] < stop[todo]]
+        width *= 4
+    if trigger == "touch":
+        hit_tp &= ~hit_sl       # "touch": SL first on the same candle
+    else:
+        hit_sl &= ~hit_tp       # the VWAP: TP first
+    low, high = np.full(k, np.inf), np.full(k, -np.inf)
+    active = index > first
+    if active.any():
+        bounds = np.empty(2 * int(active.sum()), dtype=np.int64)
+        bounds[0::2], bounds[1::2] = first[active], index[active]
+        bounds = np.minimum(bounds, n - 1)
+        low[active] = np.minimum.reduceat(vwap, bounds)[0::2]
+        high[active] = np.maximum.reduceat(vwap, bounds)[0::2]
+    return OpenOutcomes(index, hit_tp, hit_sl, low, high)
+
+
 def resolve_scheduled(series: Series, first: int, *, position: str, price_open: float, stop_loss: float,
                       scheduled_at: int, await_minutes: int, end_ms: int, trigger: str) -> ScheduledOutcome:
     stop = _stop_index(series, scheduled_at, await_minutes, end_ms)
@@ -116,15 +197,12 @@ def active_extremes(series: Series, first: int, stop: int) -> tuple[float, float
     return float(window.min()), float(window.max())
 
 
-def milestone_crossings(series: Series, first: int, stop: int, *, position: str, price_open: float,
-                        take_profit: float, stop_loss: float,
-                        close_price: float | None = None) -> list[tuple[int, str, int, float]]:
-    """Every (candle index, "profit"|"loss", level, percent) where a 10 % milestone of the way
-    to TP or SL is first reached over the active candles ``first..stop-1`` (and, given the
-    ``close_price``, on the closing candle ``stop``), in chronological order."""
-    price = series.vwap[first:stop]
-    if close_price is not None:
-        price = np.append(price, close_price)
+def milestone_crossings(prices: np.ndarray, *, position: str, price_open: float, take_profit: float,
+                        stop_loss: float, close_price: float | None = None) -> list[tuple[int, str, int, float]]:
+    """Every (offset, "profit"|"loss", level, percent) where a 10 % milestone of the way to TP or
+    SL is first reached over the active prices (and, given the ``close_price``, on the closing
+    candle: offset ``len(prices)``), in chronological order."""
+    price = prices if close_price is None else np.append(prices, close_price)
     if len(price) == 0:
         return []
     move = price - price_open if position == "long" else price_open - price
@@ -137,6 +215,20 @@ def milestone_crossings(series: Series, first: int, stop: int, *, position: str,
         reached = LEVELS[:min(int(peak // 10), len(LEVELS))]
         indices = np.searchsorted(np.maximum.accumulate(progress), reached, side="left")
         for level, idx in zip(reached.tolist(), indices.tolist()):
-            out.append((first + idx, kind, int(level), min(float(progress[idx]), 100.0)))
+            out.append((idx, kind, int(level), min(float(progress[idx]), 100.0)))
     out.sort(key=lambda e: (e[0], e[2]))
     return out
+
+
+def milestone_reach(*, position: str, price_open: float, take_profit: float, stop_loss: float, low: float,
+                    high: float) -> tuple[int, int]:
+    """How many 10 % milestones toward TP and toward SL a signal reached whose prices (the
+    active ones and the closing one) ranged over ``[low, high]``: the counts ``milestone_crossings``
+    would list, from the extremes alone (the progress is monotonic in the price)."""
+    best, worst = (high, low) if position == "long" else (low, high)
+    reach = []
+    for span, price in ((abs(take_profit - price_open), best), (-abs(price_open - stop_loss), worst)):
+        move = price - price_open if position == "long" else price_open - price
+        peak = move * (100.0 / span)
+        reach.append(0 if peak < LEVELS[0] else min(int(peak // 10), len(LEVELS)))
+    return reach[0], reach[1]

@@ -54,7 +54,7 @@ class Series:
     """Contiguous, checked candles of one symbol and interval, as read-only columns."""
 
     __slots__ = ("symbol", "interval", "step", "t0", "candles", "ts", "high", "low", "close", "volume",
-                 "anomaly_free", "vwap", "vwap_n")
+                 "anomaly_free", "_vwap", "vwap_n")
 
     def __init__(self, symbol: str, interval: str, candles: Candles):
         self.symbol, self.interval = symbol, interval
@@ -67,8 +67,17 @@ class Series:
         hi = max(float(candles.open.max()), float(self.high.max()))
         self.anomaly_free = no_window_can_be_anomalous(lo, hi, config)
         self.vwap_n = config.CC_AVG_PRICE_CANDLES_COUNT
-        self.vwap = rolling_vwap(self.high, self.low, self.close, self.volume, self.vwap_n) \
-            if interval == "1m" else None
+        self._vwap: np.ndarray | None = None
+
+    @property
+    def vwap(self) -> np.ndarray:
+        """The VWAP after each 1m candle (``vwap[i]``: candles ``i-n+1..i``), computed on first use:
+        a series grown before anyone asks for a price computes it once."""
+        if self._vwap is None:
+            if self.interval != "1m":
+                raise ValueError(f"the VWAP is taken on 1m candles, not {self.interval}")
+            self._vwap = rolling_vwap(self.high, self.low, self.close, self.volume, self.vwap_n)
+        return self._vwap
 
     def __len__(self) -> int:
         return len(self.ts)

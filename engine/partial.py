@@ -7,7 +7,10 @@ one tick; a signal's levels are forgotten (silently) when it closes.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import msgspec
+import numpy as np
 
 LEVELS = tuple(range(10, 101, 10))
 
@@ -15,6 +18,25 @@ LEVELS = tuple(range(10, 101, 10))
 class PartialState(msgspec.Struct):
     profit_levels: list[int] = msgspec.field(default_factory=list)
     loss_levels: list[int] = msgspec.field(default_factory=list)
+
+
+class MilestoneDigest(NamedTuple):
+    """A backtest signal's milestones in one record, for recorders that can take them so (a
+    tap with a ``digest`` function) when nobody listens for the events one by one: the
+    signal, its active prices (candle ``first``'s time is ``first_time``, one minute apart)
+    and its closing price, and how many levels it reached toward TP and toward SL."""
+
+    symbol: str
+    strategy_name: str
+    exchange_name: str
+    frame_name: str
+    backtest: bool
+    signal: object               # SignalRow
+    first_time: int
+    prices: np.ndarray           # the VWAP on each active candle (a copy)
+    close_price: float
+    profit_levels: int
+    loss_levels: int
 
 
 class PartialTracker:

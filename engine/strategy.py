@@ -11,6 +11,7 @@ events, in the same order, that ticking candle by candle would.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import math
 import time
@@ -24,10 +25,10 @@ import msgspec
 from .config import GlobalConfig, get_config
 from .context import Clock, ExecutionContext, MethodContext, running
 from .events import Resume, bus, emit_performance
-from .fastpath import active_extremes, milestone_crossings, resolve_open, resolve_scheduled
+from .fastpath import active_extremes, milestone_crossings, milestone_reach, resolve_open, resolve_scheduled
 from .feed import ExchangeFeed, Series
 from .interval import MINUTE_MS, interval_ms, to_datetime
-from .partial import PartialTracker
+from .partial import MilestoneDigest, PartialTracker
 from .pnl import pnl_percentage, progress, to_profit_loss
 from .registry import StrategySchema
 from .risk import ClientRisk, Rejection, risk_for
@@ -71,8 +72,10 @@ class ClientStrategy:
         self.stopped = False
         # Live state is written through this before the event of each change is emitted.
         self.persistence = persistence
-        # A vectorised backtest answers get_signal from its precomputed rows (engine/vectorised.py).
+        # A vectorised backtest answers get_signal from its precomputed rows (engine/vectorised.py),
+        # and may know ahead where each of their positions closes.
         self.signal_lookup: Callable[[int], Any] | None = None
+        self.resolved_ahead: Any = None
         self._signal_channel = bus.signal_backtest if backtest else bus.signal_live  # type: ignore[attr-defined]
 
     # --- plumbing --------------------------------------------------------------------------
@@ -423,11 +426,15 @@ class ClientStrategy:
         assert s is not None and s.pending_at is not None
         config = get_config()
         first = series.index(s.pending_at)
-        outcome = resolve_open(series, first, position=s.position, take_profit=s.price_take_profit,
-                               stop_loss=s.price_stop_loss, pending_at=s.pending_at,
-                               minutes=s.minute_estimated_time, end_ms=end_ms, trigger=config.CC_PRICE_TRIGGER)
-        j = outcome.index
-        extremes = active_extremes(series, first, j)
+        ahead = self.resolved_ahead.get(s) if self.resolved_ahead is not None else None
+        if ahead is not None:
+            j, reason, extremes = ahead
+        else:
+            outcome = resolve_open(series, first, position=s.position, take_profit=s.price_take_profit,
+                                   stop_loss=s.price_stop_loss, pending_at=s.pending_at,
+                                   minutes=s.minute_estimated_time, end_ms=end_ms, trigger=config.CC_PRICE_TRIGGER)
+            j, reason = outcome.index, outcome.reason
+            extremes = active_extremes(series, first, j)
         if extremes is not None:
             lo, hi = extremes
             best, worst = (hi, lo) if s.position == "long" else (lo, hi)
@@ -436,20 +443,38 @@ class ClientStrategy:
             self.pending = s
         when = int(series.ts[j])
         price = float(series.vwap[j])
-        close_price = {"take_profit": s.price_take_profit, "stop_loss": s.price_stop_loss}.get(outcome.reason, price)
-        await self._replay_active(series, s, first, j, close_price)
+        close_price = s.price_take_profit if reason == "take_profit" else s.price_stop_loss if reason == "stop_loss" \
+            else price
+        await self._replay_active(series, s, first, j, close_price, extremes)
         self.clock.now = when
-        return await self._close(s, outcome.reason, close_price, when, price)
+        return await self._close(s, reason, close_price, when, price)
 
-    async def _replay_active(self, series: Series, s: SignalRow, first: int, stop: int, close_price: float) -> None:
+    async def _replay_active(self, series: Series, s: SignalRow, first: int, stop: int, close_price: float,
+                             extremes: tuple[float, float] | None) -> None:
         """Milestone events (and per-candle callbacks, if the strategy has any) for the active candles
         ``first..stop-1``, then the levels reached by the closing price on candle ``stop``."""
         cb = self.callbacks
         per_candle = cb.on_active or cb.on_partial_profit or cb.on_partial_loss
-        listening = bus.partial_profit.active or bus.partial_loss.active  # type: ignore[attr-defined]
-        if not per_candle and not listening:
-            return
-        crossings = milestone_crossings(series, first, stop, position=s.position, price_open=s.price_open,
+        profit_channel, loss_channel = bus.partial_profit, bus.partial_loss  # type: ignore[attr-defined]
+        if not per_candle and not profit_channel.listeners and not loss_channel.listeners:
+            if not profit_channel.taps and not loss_channel.taps:
+                return
+            digests = {getattr(tap, "digest", None) for tap in (*profit_channel.taps, *loss_channel.taps)}
+            if None not in digests:
+                # Only the engine's recorders hear milestones: one record for the whole signal.
+                lo, hi = (close_price, close_price) if extremes is None else \
+                    (min(extremes[0], close_price), max(extremes[1], close_price))
+                profit_levels, loss_levels = milestone_reach(
+                    position=s.position, price_open=s.price_open, take_profit=s.price_take_profit,
+                    stop_loss=s.price_stop_loss, low=lo, high=hi)
+                if profit_levels or loss_levels:
+                    digest = MilestoneDigest(self.symbol, self.strategy_name, self.exchange_name, self.frame_name,
+                                             self.backtest, s, int(series.ts[first]), series.vwap[first:stop].copy(),
+                                             close_price, profit_levels, loss_levels)
+                    for record in digests:
+                        record(digest)
+                return
+        crossings = milestone_crossings(series.vwap[first:stop], position=s.position, price_open=s.price_open,
                                         take_profit=s.price_take_profit, stop_loss=s.price_stop_loss,
                                         close_price=close_price)
 
@@ -458,12 +483,12 @@ class ClientStrategy:
             self._emit_partial(kind, s, level, percent, price, int(series.ts[j]))
 
         if not per_candle:
-            for crossing in crossings:
-                emit(*crossing)
+            for offset, kind, level, percent in crossings:
+                emit(first + offset, kind, level, percent)
             return
         by_candle: dict[int, list[tuple[str, int, float]]] = {}
-        for j, kind, level, percent in crossings:
-            by_candle.setdefault(j, []).append((kind, level, percent))
+        for offset, kind, level, percent in crossings:
+            by_candle.setdefault(first + offset, []).append((kind, level, percent))
         for j in range(first, stop):
             when, price = int(series.ts[j]), float(series.vwap[j])
             self.clock.now = when
@@ -496,13 +521,18 @@ class ClientStrategy:
         return await self._activate(s, when, price, pending_at=when + MINUTE_MS)
 
 
-_ID_NAMESPACE = uuid.UUID("5b1d3c4e-7a52-4c1e-9a0e-3f1f4b6d2c10")
+_ID_NAMESPACE = uuid.UUID("5b1d3c4e-7a52-4c1e-9a0e-3f1f4b6d2c10").bytes
 
 
 def signal_id(strategy_name: str, symbol: str, when: int) -> str:
     """A signal's default id: the same strategy taking a signal on the same symbol at the same
-    minute gets the same id in a backtest, a replay and a live loop restarted after a crash."""
-    return uuid.uuid5(_ID_NAMESPACE, f"{strategy_name}\x1f{symbol}\x1f{when}").hex
+    minute gets the same id in a backtest, a replay and a live loop restarted after a crash.
+    It is ``uuid5(namespace, name).hex``, built here without the UUID object (a backtest makes
+    one per signal)."""
+    digest = bytearray(hashlib.sha1(_ID_NAMESPACE + f"{strategy_name}\x1f{symbol}\x1f{when}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return digest.hex()
 
 
 def _reached(position: str, price: float, price_open: float) -> bool:

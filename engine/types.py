@@ -179,6 +179,12 @@ class Candles(Sequence[Candle]):
     def concat(parts: Sequence[Candles]) -> Candles:
         if len(parts) == 1:
             return parts[0]
+        first = parts[0]
+        if all(p._ts is first._ts and p._c is first._c and p._o is first._o and p._h is first._h
+               and p._l is first._l and p._v is first._v for p in parts) and \
+                all(a._b == b._a for a, b in zip(parts, parts[1:])):
+            # Adjacent slices of one batch (an array source answering in chunks): a view, no copy.
+            return Candles(first._ts, first._o, first._h, first._l, first._c, first._v, first._a, parts[-1]._b)
         cols = [np.concatenate([p.columns()[k] for p in parts]) for k in range(6)]
         return Candles(*(_readonly(c) for c in cols))
 

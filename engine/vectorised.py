@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .fastpath import OpenOutcomes, resolve_open_many
 from .interval import MINUTE_MS, align, interval_ms
 from .types import Candles, SignalDto
 
@@ -33,13 +34,21 @@ class SignalsError(ValueError):
 class SignalFrame:
     """What ``get_signals`` receives: the frame's decision times and where to read candles."""
 
-    __slots__ = ("symbol", "times", "price", "_feed")
+    __slots__ = ("symbol", "times", "_price", "_feed")
 
-    def __init__(self, symbol: str, times: np.ndarray, price: np.ndarray, feed: Any):
+    def __init__(self, symbol: str, times: np.ndarray, feed: Any, price: np.ndarray | None = None):
         self.symbol = symbol
         self.times = _readonly(times)     # frame times, epoch ms (int64): one row each
-        self.price = _readonly(price)     # VWAP at each time: what get_average_price returns there
         self._feed = feed
+        self._price = price
+
+    @property
+    def price(self) -> np.ndarray:
+        """The VWAP at each frame time: what ``get_average_price`` returns there (NaN where the
+        candles cannot give one). Computed on first use, after ``candles`` loaded the warm-up."""
+        if self._price is None:
+            self._price = _readonly(frame_prices(self._feed.minute_series(self.symbol), self.times))
+        return self._price
 
     def __len__(self) -> int:
         return len(self.times)
@@ -55,7 +64,12 @@ class SignalFrame:
         count = max(1, (last - first) // step + lookback)
         candles = await self._feed.candles(self.symbol, interval, count, int(self.times[-1]))
         base = last - count * step
-        closed = (self.times - self.times % step - base) // step - 1
+        n = len(self.times)
+        if int(self.times[-1]) - int(self.times[0]) == (n - 1) * step and int(self.times[0]) % step == 0:
+            start = (int(self.times[0]) - base) // step - 1       # one candle per frame time
+            closed = np.arange(start, start + n, dtype=np.int64)
+        else:
+            closed = (self.times - self.times % step - base) // step - 1
         return candles, _readonly(closed)
 
 
@@ -63,9 +77,10 @@ class Signals:
     """Entry signals for every row of a frame (``get_signals``' answer).
 
     ``long`` / ``short``: boolean arrays, a signal where True (never both on one row).
-    ``price_take_profit``, ``price_stop_loss``: arrays (read where there is a signal) or numbers.
-    ``minute_estimated_time``: None (the configured maximum), a number or an array.
-    ``price_open``: None (market entries) or an array, NaN for a market entry on that row.
+    ``price_take_profit``, ``price_stop_loss``: numbers, or arrays with one value per row (read
+    where there is a signal) or one per signal (in row order: no array of the frame's size).
+    ``minute_estimated_time``: None (the configured maximum), a number or such an array.
+    ``price_open``: None (market entries) or such an array, NaN for a market entry.
     ``note``: one note, or ``(long_note, short_note)``.
     """
 
@@ -99,10 +114,13 @@ class SignalTable:
         self.entry = entry
         self.rows = np.flatnonzero(entry)
         self._short = short
-        self._tp = _prices(signals.price_take_profit, n, "price_take_profit", where)
-        self._sl = _prices(signals.price_stop_loss, n, "price_stop_loss", where)
-        self._minutes = _optional_numbers(signals.minute_estimated_time, n, "minute_estimated_time", where)
-        self._open = _optional_numbers(signals.price_open, n, "price_open", where)
+        # Per-signal arrays are spread onto the rows (a dense copy only of what was given sparse).
+        k = len(self.rows)
+        self._tp = self._per_row(_prices(signals.price_take_profit, (n, k), "price_take_profit", where), n)
+        self._sl = self._per_row(_prices(signals.price_stop_loss, (n, k), "price_stop_loss", where), n)
+        self._minutes = self._per_row(_optional_numbers(signals.minute_estimated_time, (n, k),
+                                                        "minute_estimated_time", where), n)
+        self._open = self._per_row(_optional_numbers(signals.price_open, (n, k), "price_open", where), n)
         note = signals.note
         if isinstance(note, str):
             self._notes = (note, note)
@@ -111,6 +129,40 @@ class SignalTable:
         else:
             raise SignalsError(f"{where}: note must be a string or (long_note, short_note), got {note!r}")
 
+    def _per_row(self, values: Any, n: int) -> Any:
+        if isinstance(values, np.ndarray) and len(values) != n:
+            return _Sparse(self.rows, values)
+        return values
+
+    def column(self, values: np.ndarray | float | None, default: float) -> np.ndarray:
+        """One of the table's fields on its signal rows (a number broadcast; None -> ``default``)."""
+        if values is None:
+            return np.full(len(self.rows), default)
+        if isinstance(values, _Sparse):
+            return values.values.astype(np.float64)
+        if isinstance(values, np.ndarray):
+            return values[self.rows].astype(np.float64)
+        return np.full(len(self.rows), float(values))
+
+    def resolve_ahead(self, series: Any, times: np.ndarray, *, end_ms: int, trigger: str,
+                      max_minutes: float) -> ResolvedAhead | None:
+        """Where each signal row's position would close if it opened on its row (all rows at
+        once); None when the loaded candles cannot say (prices not cleared of anomalies)."""
+        if not series.anomaly_free or not len(self.rows):
+            return None
+        minutes = self.column(self._minutes, max_minutes)
+        minutes = np.where(np.isinf(minutes), minutes, np.trunc(minutes))     # as the signal row stores it
+        long = np.ones(len(self.rows), dtype=bool) if self._short is None else ~self._short[self.rows]
+        pending_at = times[self.rows]
+        try:
+            outcomes = resolve_open_many(series, pending_at, long=long, take_profit=self.column(self._tp, np.nan),
+                                         stop_loss=self.column(self._sl, np.nan), minutes=minutes, end_ms=end_ms,
+                                         trigger=trigger)
+        except IndexError:
+            return None
+        return ResolvedAhead(pending_at, outcomes, self.column(self._tp, np.nan), self.column(self._sl, np.nan),
+                             minutes)
+
     def at(self, row: int) -> SignalDto | None:
         """The signal on ``row``, or None."""
         return self.dto(row) if self.entry[row] else None
@@ -118,17 +170,40 @@ class SignalTable:
     def dto(self, row: int) -> SignalDto:
         short = self._short is not None and bool(self._short[row])
         minutes = self._minutes
-        if isinstance(minutes, np.ndarray):
+        if minutes is not None and not isinstance(minutes, float):
             minutes = float(minutes[row])
         price_open = None
         if self._open is not None:
-            value = float(self._open) if not isinstance(self._open, np.ndarray) else float(self._open[row])
+            value = self._open if isinstance(self._open, float) else float(self._open[row])
             price_open = None if math.isnan(value) else value
         tp, sl = self._tp, self._sl
-        return SignalDto("short" if short else "long",
-                         float(tp[row]) if isinstance(tp, np.ndarray) else tp,
-                         float(sl[row]) if isinstance(sl, np.ndarray) else sl,
-                         minutes, price_open, self._notes[short])
+        return SignalDto("short" if short else "long", tp if isinstance(tp, float) else float(tp[row]),
+                         sl if isinstance(sl, float) else float(sl[row]), minutes, price_open, self._notes[short])
+
+
+class ResolvedAhead:
+    """Closes computed ahead for signals opening on their rows: ``get(signal)`` gives
+    ``(index, reason, extremes)`` as ``resolve_open`` / ``active_extremes`` would, or None
+    when this signal is not the row's (another entry time or other levels)."""
+
+    __slots__ = ("_pending_at", "_outcomes", "_tp", "_sl", "_minutes")
+
+    def __init__(self, pending_at: np.ndarray, outcomes: OpenOutcomes, tp: np.ndarray, sl: np.ndarray,
+                 minutes: np.ndarray):
+        self._pending_at, self._outcomes = pending_at, outcomes
+        self._tp, self._sl, self._minutes = tp, sl, minutes
+
+    def get(self, s: Any) -> tuple[int, str, tuple[float, float] | None] | None:
+        k = int(np.searchsorted(self._pending_at, s.pending_at))
+        if k == len(self._pending_at) or self._pending_at[k] != s.pending_at:
+            return None
+        if (s.price_take_profit != self._tp[k] or s.price_stop_loss != self._sl[k]
+                or s.minute_estimated_time != self._minutes[k]):
+            return None
+        o = self._outcomes
+        reason = "take_profit" if o.take_profit[k] else "stop_loss" if o.stop_loss[k] else "time_expired"
+        low, high = float(o.low[k]), float(o.high[k])
+        return int(o.index[k]), reason, (None if low > high else (low, high))
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -148,31 +223,46 @@ def _mask(value: Any, n: int, name: str, where: str) -> np.ndarray | None:
     return a
 
 
-def _prices(value: Any, n: int, name: str, where: str) -> np.ndarray | float:
+class _Sparse:
+    """Values given per signal row: ``_Sparse[row]`` reads the value of the signal on ``row``."""
+
+    __slots__ = ("rows", "values")
+
+    def __init__(self, rows: np.ndarray, values: np.ndarray):
+        self.rows, self.values = rows, values
+
+    def __getitem__(self, row: int) -> float:
+        return self.values[int(np.searchsorted(self.rows, row))]
+
+
+def _prices(value: Any, sizes: tuple[int, int], name: str, where: str) -> np.ndarray | float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     a = np.asarray(value)
     if a.dtype.kind not in "iuf":
         raise SignalsError(f"{where}: {name} must be a number or a numeric array, got dtype {a.dtype}")
-    if a.shape != (n,):
-        raise SignalsError(f"{where}: {name} has shape {a.shape}, expected ({n},): one row per frame time")
+    if a.ndim != 1 or len(a) not in sizes:
+        raise SignalsError(f"{where}: {name} has shape {a.shape}, expected ({sizes[0]},) (one value per frame "
+                           f"time) or ({sizes[1]},) (one per signal)")
     return a
 
 
-def _optional_numbers(value: Any, n: int, name: str, where: str) -> np.ndarray | float | None:
-    return None if value is None else _prices(value, n, name, where)
+def _optional_numbers(value: Any, sizes: tuple[int, int], name: str, where: str) -> np.ndarray | float | None:
+    return None if value is None else _prices(value, sizes, name, where)
 
 
 def frame_prices(series: Any, times: np.ndarray) -> np.ndarray:
     """The VWAP at each frame time (what ``get_average_price`` returns there; NaN where the
     loaded 1m candles cannot give one)."""
+    n = len(times)
+    first = (int(times[0]) - int(times[0]) % MINUTE_MS - series.t0) // MINUTE_MS - 1
+    vwap = series.vwap
+    if n and int(times[-1]) - int(times[0]) == (n - 1) * MINUTE_MS and first >= series.vwap_n - 1 \
+            and first + n <= len(vwap):
+        return vwap[first:first + n]         # 1m frames over loaded candles: a view
     index = (times - times % MINUTE_MS - series.t0) // MINUTE_MS - 1
-    ok = (index >= series.vwap_n - 1) & (index < len(series.vwap))
-    if ok.all():
-        if len(index) and index[-1] - index[0] == len(index) - 1:
-            return series.vwap[int(index[0]):int(index[-1]) + 1]        # 1m frames: a view
-        return series.vwap[index]
-    return np.where(ok, series.vwap[np.clip(index, 0, len(series.vwap) - 1)], np.nan)
+    ok = (index >= series.vwap_n - 1) & (index < len(vwap))
+    return np.where(ok, vwap[np.clip(index, 0, len(vwap) - 1)], np.nan)
 
 
 async def compute_signals(get_signals: Any, frame: SignalFrame, where: str) -> SignalTable:
@@ -191,7 +281,7 @@ async def lookahead_problems(get_signals: Any, frame: SignalFrame, cuts: Sequenc
     for cut in cuts:
         if not 0 < cut < len(frame):
             raise ValueError(f"lookahead_problems: cut {cut} is outside 1..{len(frame) - 1}")
-        part = SignalFrame(frame.symbol, frame.times[:cut], frame.price[:cut], frame._feed)
+        part = SignalFrame(frame.symbol, frame.times[:cut], frame._feed, frame.price[:cut])
         short = await compute_signals(get_signals, part, "get_signals")
         mine = whole.rows[whole.rows < cut]
         if not np.array_equal(mine, short.rows):

@@ -18,30 +18,52 @@ BLOCK = 4096
 _U = np.finfo(np.float64).eps / 2          # unit roundoff
 
 
-def approximate_sums(x: np.ndarray, length: int, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(sums, bound)``: ``sums[k]`` approximates ``x[ends[k]-length+1 : ends[k]+1].sum()`` of a
-    non-negative ``x``, within ``bound[k]`` of the exact sum. ``ends`` must be >= length - 1."""
-    if not 0 < length <= BLOCK:
-        raise ValueError(f"approximate_sums: length must be in 1..{BLOCK}, got {length}")
-    n = len(x)
-    blocks = -(-n // BLOCK)
-    padded = np.zeros(blocks * BLOCK)
-    padded[:n] = x
-    local = np.cumsum(padded.reshape(blocks, BLOCK), axis=1).ravel()   # prefix sums within each block
-    block_total = local[BLOCK - 1::BLOCK]
-    hi = np.asarray(ends)
-    lo = hi - length                         # the sum is prefix(hi) - prefix(lo)
-    lo_block, hi_block = lo // BLOCK, hi // BLOCK
-    inner = local[np.maximum(lo, 0)]
-    # Same block: a difference of its prefix sums; else the rest of lo's block plus hi's prefix.
-    sums = np.where(lo_block == hi_block, local[hi] - inner,
-                    local[hi] + (block_total[np.maximum(lo_block, 0)] - inner))
-    sums = np.where(lo < 0, local[hi], sums)
-    # A prefix sum of k non-negative terms is within (k-1)u of its value; at most three of them
-    # (each at most its block's total) and two roundings of their combination enter a window's
-    # sum. 4*BLOCK over-covers the first-order bound 3*(BLOCK+2).
-    bound = 4 * BLOCK * _U * np.maximum(block_total[hi_block], block_total[np.maximum(lo_block, 0)])
-    return sums, bound
+class BlockSums:
+    """Prefix sums of a non-negative ``x`` restarted every ``BLOCK`` rows (computed once), from
+    which any trailing-window sums come with a rigorous error bound."""
+
+    __slots__ = ("local", "block_total", "n")
+
+    def __init__(self, x: np.ndarray):
+        n = self.n = len(x)
+        blocks = max(1, -(-n // BLOCK))
+        local = np.empty(blocks * BLOCK)
+        local[:n] = x
+        local[n:] = 0.0
+        grid = local.reshape(blocks, BLOCK)
+        np.cumsum(grid, axis=1, out=grid)
+        self.local = local
+        self.block_total = local[BLOCK - 1::BLOCK].copy()
+
+    @property
+    def bound_unit(self) -> float:
+        """Every window sum is within this of the exact sum (a prefix sum of at most BLOCK
+        terms is within BLOCK*u of its block's total; three of them and two roundings of their
+        combination enter a window's sum)."""
+        return float((4 * BLOCK + 8) * _U * self.block_total.max()) if self.n else 0.0
+
+    def sums(self, length: int) -> np.ndarray:
+        """``out[j]`` approximates ``x[j-length+1 : j+1].sum()`` (NaN for ``j < length - 1``)."""
+        if not 0 < length <= BLOCK:
+            raise ValueError(f"window length must be in 1..{BLOCK}, got {length}")
+        n, local = self.n, self.local
+        blocks = len(self.block_total)
+        out = np.empty(blocks * BLOCK)
+        out[:length - 1] = np.nan
+        out[n:] = np.nan
+        if n >= length:
+            out[length - 1] = local[length - 1]
+            np.subtract(local[length:n], local[:n - length], out=out[length:n])
+            # Windows that start in the block before: add that block's total.
+            out.reshape(blocks, BLOCK)[1:, :length] += self.block_total[:-1, None]
+        return out[:n]
+
+
+def approximate_sums(x: np.ndarray, length: int) -> tuple[np.ndarray, float]:
+    """``(sums, bound)``: ``sums[j]`` approximates ``x[j-length+1 : j+1].sum()`` of a non-negative
+    ``x`` (NaN for ``j < length - 1``), within ``bound`` of the exact sum for every j."""
+    block = BlockSums(x)
+    return block.sums(length), block.bound_unit
 
 
 def window_prefix_sums(x: np.ndarray, ends: np.ndarray, length: int) -> np.ndarray:

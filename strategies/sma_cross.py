@@ -20,7 +20,7 @@ from itertools import accumulate
 import numpy as np
 
 import engine as bk
-from engine.windows import approximate_sums, window_prefix_sums
+from engine.windows import BlockSums, window_prefix_sums
 
 NAME = "sma_cross"
 FAST, SLOW = 20, 50
@@ -70,23 +70,28 @@ def make_signals(fast: int = FAST, slow: int = SLOW, take_profit: float = TAKE_P
     async def get_signals(symbol: str, frame: bk.SignalFrame) -> bk.Signals:
         candles, newest = await frame.candles("1m", slow + 1)
         close = candles.close
-        slow_prev, e_slow_prev = approximate_sums(close, slow, newest - 1)
-        slow_now, e_slow_now = approximate_sums(close, slow, newest)
-        fast_prev, e_fast_prev = approximate_sums(close, fast, newest - 1)
-        fast_now, e_fast_now = approximate_sums(close, fast, newest)
-        d_prev = fast_prev * slow - slow_prev * fast
-        d_now = fast_now * slow - slow_now * fast
-        # How far these may be from what get_signal computes: the sums' bounds, plus get_signal's
-        # own rounding (running sums of 51 closes, two differences, the products).
-        own = 256 * _U * (slow + fast) * (slow_prev + slow_now)
-        e_prev = e_fast_prev * slow + e_slow_prev * fast + own
-        e_now = e_fast_now * slow + e_slow_now * fast + own
-        crossed = (d_prev < -e_prev) & (d_now > e_now)
-        unsure = np.flatnonzero(~crossed & (d_prev <= e_prev) & (d_now >= -e_now))
-        if len(unsure):
-            cs = window_prefix_sums(close, newest[unsure], slow + 1)
-            crossed[unsure] = crossed_up(cs.T, fast, slow)
-        price = frame.price
+        sums = BlockSums(close)
+        # d[j] > 0: the fast average is above the slow one after candle j (sums for means, as above).
+        d = sums.sums(fast)
+        d *= slow
+        d -= sums.sums(slow) * fast
+        # How far d may be from what get_signal computes: the sums' bound, plus get_signal's own
+        # rounding (running sums of 51 closes, two differences, the products) and ours.
+        e = sums.bound_unit * (slow + fast) + 512 * _U * (slow + fast) * slow * float(close.max())
+        above, below = d > e, d < -e
+        crossed = np.zeros(len(close), dtype=bool)
+        np.logical_and(below[:-1], above[1:], out=crossed[1:])
+        # Neither surely crossed nor surely not (too close to call on either candle): redo
+        # get_signal's arithmetic on those windows.
+        unsure = np.zeros(len(close), dtype=bool)
+        unsure[1:] = ~above[:-1] & ~below[1:] & ~crossed[1:]
+        crossed = crossed[newest]
+        check = np.flatnonzero(unsure[newest])
+        if len(check):
+            cs = window_prefix_sums(close, newest[check], slow + 1)
+            crossed[check] = crossed_up(cs.T, fast, slow)
+        rows = np.flatnonzero(crossed)
+        price = frame.price[rows]        # one value per signal
         return bk.Signals(long=crossed, price_take_profit=price * (1 + take_profit),
                           price_stop_loss=price * (1 - stop_loss), minute_estimated_time=minutes, note=note)
 

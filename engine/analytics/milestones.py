@@ -8,8 +8,9 @@ from collections import Counter
 import msgspec
 
 from ..events import bus
-from ..interval import iso
-from ..partial import LEVELS
+from ..fastpath import milestone_crossings
+from ..interval import MINUTE_MS, iso
+from ..partial import LEVELS, MilestoneDigest
 from ..types import PartialEvent
 from .base import AnalyticsService, Recorder, newest, recent, table
 
@@ -38,12 +39,39 @@ class PartialStatistics(msgspec.Struct, frozen=True):
 
 
 class _Aggregate:
-    __slots__ = ("profit", "loss", "events")
+    __slots__ = ("profit", "loss", "events", "reach_profit", "reach_loss", "digests")
 
     def __init__(self) -> None:
         self.profit: Counter[int] = Counter()
         self.loss: Counter[int] = Counter()
         self.events = recent()
+        # From digests (whole backtest signals): how many signals reached exactly k levels, and
+        # the newest digests, turned into events only when a report asks.
+        self.reach_profit = [0] * (len(LEVELS) + 1)
+        self.reach_loss = [0] * (len(LEVELS) + 1)
+        self.digests = recent()
+
+    def level_counts(self) -> tuple[Counter[int], Counter[int]]:
+        profit, loss = Counter(self.profit), Counter(self.loss)
+        for counts, reach in ((profit, self.reach_profit), (loss, self.reach_loss)):
+            reached = 0
+            for k in range(len(LEVELS), 0, -1):   # a signal reaching k levels reached each below
+                reached += reach[k]
+                if reached:
+                    counts[LEVELS[k - 1]] += reached
+        return profit, loss
+
+    def all_events(self) -> list[MilestoneEvent]:
+        out = list(self.events)
+        for d in self.digests:
+            s = d.signal
+            for offset, kind, level, percent in milestone_crossings(
+                    d.prices, position=s.position, price_open=s.price_open, take_profit=s.price_take_profit,
+                    stop_loss=s.price_stop_loss, close_price=d.close_price):
+                price = d.close_price if offset == len(d.prices) else float(d.prices[offset])
+                out.append(MilestoneEvent(d.first_time + offset * MINUTE_MS, kind, level, percent, d.symbol,
+                                          d.strategy_name, s.id, s.position, s.price_open, price, d.backtest))
+        return out
 
 
 _recorder: Recorder[_Aggregate] = Recorder(_Aggregate)
@@ -59,17 +87,27 @@ def _recorder_for(kind: str):
     return record
 
 
+def _record_digest(d: MilestoneDigest) -> None:
+    agg = _recorder.get(d.symbol, d.strategy_name, d.backtest)
+    agg.reach_profit[d.profit_levels] += 1
+    agg.reach_loss[d.loss_levels] += 1
+    agg.digests.append(d)
+
+
 _record_profit, _record_loss = _recorder_for("profit"), _recorder_for("loss")
+# Both taps take a whole signal's milestones at once when nobody else listens (engine/partial.py).
+_record_profit.digest = _record_loss.digest = _record_digest  # type: ignore[attr-defined]
 
 
 def partial_statistics(aggregates: list[_Aggregate]) -> PartialStatistics:
     profit: Counter[int] = Counter()
     loss: Counter[int] = Counter()
     for a in aggregates:
-        profit.update(a.profit)
-        loss.update(a.loss)
+        p, q = a.level_counts()
+        profit.update(p)
+        loss.update(q)
     return PartialStatistics(
-        event_list=newest([a.events for a in aggregates], key=lambda e: (e.timestamp, e.kind, e.level)),
+        event_list=newest([a.all_events() for a in aggregates], key=lambda e: (e.timestamp, e.kind, e.level)),
         total_events=sum(profit.values()) + sum(loss.values()), total_profit=sum(profit.values()),
         total_loss=sum(loss.values()), profit_levels=dict(sorted(profit.items())), loss_levels=dict(sorted(loss.items())))
 

@@ -9,6 +9,8 @@ at least ``CC_GET_CANDLES_MIN_CANDLES_FOR_MEDIAN`` candles, else their mean).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..config import GlobalConfig
@@ -21,7 +23,9 @@ class CandleDataError(ValueError):
 
 
 def check_answer(candles: Candles, *, symbol: str, interval: str, step_ms: int, since: int, limit: int,
-                 exchange_name: str, config: GlobalConfig) -> None:
+                 exchange_name: str, config: GlobalConfig, values: bool = True) -> None:
+    """``values=False`` checks the shape only (count, first time, steps); ``values_look_fine``
+    then clears many answers' values at once."""
     where = f"{exchange_name} {symbol} {interval} from {iso(since)} (limit {limit})"
     n = len(candles)
     if n != limit:
@@ -41,7 +45,23 @@ def check_answer(candles: Candles, *, symbol: str, interval: str, step_ms: int, 
             raise CandleDataError(
                 f"{kind}: {where}: candle #{i + 1} opens at {iso(int(ts[i + 1]))}, "
                 f"expected {iso(int(ts[i]) + step_ms)}")
-    check_values(candles, where=where, config=config)
+    if values:
+        check_values(candles, where=where, config=config)
+
+
+def values_look_fine(candles: Candles, config: GlobalConfig) -> bool:
+    """True when ``check_values`` passes on every sub-batch of ``candles`` (whatever the split):
+    finite, positive, high >= low, volume >= 0, and a price range no anomaly reference can
+    reach. False means: check each answer on its own."""
+    if not len(candles):
+        return True
+    o, h, l, c, v = candles.open, candles.high, candles.low, candles.close, candles.volume
+    lo = min(float(o.min()), float(l.min()), float(c.min()))
+    hi = max(float(o.max()), float(h.max()), float(c.max()))
+    # min/max are NaN-propagating, so finite bounds mean finite prices.
+    return (math.isfinite(lo) and math.isfinite(hi) and lo > 0 and bool((h >= l).all())
+            and math.isfinite(float(v.sum())) and float(v.min()) >= 0
+            and no_window_can_be_anomalous(lo, hi, config))
 
 
 def check_values(candles: Candles, *, where: str, config: GlobalConfig) -> None:

@@ -13,11 +13,11 @@ import inspect
 from typing import Any
 
 from ..config import get_config
-from ..interval import interval_ms, to_datetime
+from ..interval import interval_ms, iso, to_datetime
 from ..log import get_logger
 from ..registry import ExchangeSchema
 from ..types import Candles
-from .checks import CandleDataError, check_answer
+from .checks import CandleDataError, check_answer, check_values, values_look_fine
 
 
 class ExchangeError(RuntimeError):
@@ -37,16 +37,40 @@ class ExchangeClient:
             raise ValueError(f"get_candles: limit must be >= 0, got {limit}")
         config = get_config()
         size = config.CC_MAX_CANDLES_PER_REQUEST
-        parts = []
-        for offset in range(0, limit, size):
-            count = min(size, limit - offset)
-            parts.append(await self._fetch_chunk(symbol, interval, step, since + offset * step, count, attempts))
-        if not parts:
-            return Candles.from_candles([])
-        return Candles.concat(parts)
+        if limit <= size:
+            return await self._fetch_chunk(symbol, interval, step, since, limit, attempts) if limit else \
+                Candles.from_candles([])
+        # Many requests: each answer's shape is checked as it comes, the values of all at once
+        # (one pass over the batch instead of one per answer); only if that pass finds something
+        # is each answer checked on its own, and a bad one fetched again with the usual retries.
+        starts = [since + offset * step for offset in range(0, limit, size)]
+        parts = [await self._fetch_chunk(symbol, interval, step, start, min(size, limit - (start - since) // step),
+                                         attempts, values=False) for start in starts]
+        candles = Candles.concat(parts)
+        if not values_look_fine(candles, config):
+            for k, (start, part) in enumerate(zip(starts, parts)):
+                try:
+                    check_values(part, where=f"{self.name} {symbol} {interval} from {iso(start)} "
+                                             f"(limit {len(part)})", config=config)
+                except CandleDataError:
+                    parts[k] = await self._fetch_chunk(symbol, interval, step, start, len(part), attempts)
+                    continue
+                await self._notify(symbol, interval, start, part)
+            return Candles.concat(parts)
+        for start, part in zip(starts, parts):
+            await self._notify(symbol, interval, start, part)
+        return candles
+
+    async def _notify(self, symbol: str, interval: str, since: int, candles: Candles) -> None:
+        """The exchange's ``on_candle_data`` callback, with a checked answer."""
+        on_data = self.schema.callbacks.on_candle_data
+        if on_data is not None:
+            result = on_data(symbol, interval, since, len(candles), candles)
+            if inspect.isawaitable(result):
+                await result
 
     async def _fetch_chunk(self, symbol: str, interval: str, step: int, since: int, limit: int,
-                           attempts: int | None) -> Candles:
+                           attempts: int | None, values: bool = True) -> Candles:
         config = get_config()
         attempts = max(1, int(config.CC_GET_CANDLES_RETRY_COUNT if attempts is None else attempts))
         last: BaseException | None = None
@@ -57,7 +81,7 @@ class ExchangeClient:
                     answer = await answer
                 candles = _as_candles(answer, self.name)
                 check_answer(candles, symbol=symbol, interval=interval, step_ms=step, since=since,
-                             limit=limit, exchange_name=self.name, config=config)
+                             limit=limit, exchange_name=self.name, config=config, values=values)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -70,11 +94,8 @@ class ExchangeClient:
                     if config.CC_GET_CANDLES_RETRY_DELAY_MS:
                         await asyncio.sleep(config.CC_GET_CANDLES_RETRY_DELAY_MS / 1000)
                 continue
-            on_data = self.schema.callbacks.on_candle_data
-            if on_data is not None:
-                result = on_data(symbol, interval, since, limit, candles)
-                if inspect.isawaitable(result):
-                    await result
+            if values:   # else the caller checks the values, then notifies
+                await self._notify(symbol, interval, since, candles)
             return candles
         assert last is not None
         if isinstance(last, CandleDataError):

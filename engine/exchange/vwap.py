@@ -16,21 +16,47 @@ def vwap(high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarra
     return float((((high + low + close) / 3.0) * volume).sum() / total)
 
 
+_CHUNK = 1 << 16
+
+
 def rolling_vwap(high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray, n: int) -> np.ndarray:
     """``out[i]`` = VWAP of candles ``i-n+1 .. i`` (NaN for ``i < n-1``), for every i at once.
 
-    Window sums are taken directly (a strided view summed along its axis), not
-    as differences of running sums, so each value equals ``vwap()`` of its
-    window to the last few ulps and never drifts over a million candles.
+    Each window is summed left to right, as ``vwap()`` sums one window, so every value equals
+    ``vwap()`` of its window bit for bit and never drifts over a million candles.
     """
     size = len(close)
-    out = np.full(size, np.nan)
+    out = np.empty(size)
+    out[:n - 1] = np.nan
     if size < n:
+        out[:] = np.nan
         return out
-    typical_volume = (high + low + close) / 3.0 * volume
-    pv = np.lib.stride_tricks.sliding_window_view(typical_volume, n).sum(axis=1)
-    vol = np.lib.stride_tricks.sliding_window_view(volume, n).sum(axis=1)
-    mean_close = np.lib.stride_tricks.sliding_window_view(close, n).sum(axis=1) / n
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out[n - 1:] = np.where(vol == 0.0, mean_close, pv / np.where(vol == 0.0, 1.0, vol))
+    # Chunks of rows with buffers reused across them: a million candles touch a few MB of
+    # fresh memory (the answer) instead of several arrays of their size.
+    chunk = min(_CHUNK, size)
+    typical_volume = np.empty(chunk + n - 1)
+    pv, vol = np.empty(chunk), np.empty(chunk)
+    for a in range(n - 1, size, chunk):
+        b = min(size, a + chunk)
+        m, lo = b - a, a - n + 1               # rows a..b-1 use candles lo..b-1
+        tv = typical_volume[:m + n - 1]
+        np.add(high[lo:b], low[lo:b], out=tv)
+        tv += close[lo:b]
+        tv /= 3.0
+        tv *= volume[lo:b]
+        p, v = pv[:m], vol[:m]
+        p[:] = tv[:m]
+        v[:] = volume[lo:lo + m]
+        for k in range(1, n):
+            p += tv[k:k + m]
+            v += volume[lo + k:lo + k + m]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            np.divide(p, v, out=out[a:b])
+        empty = np.flatnonzero(v == 0.0)
+        if len(empty):   # no volume in the window: the mean of its closes, summed the same way
+            first = lo + empty
+            mean_close = close[first].copy()
+            for k in range(1, n):
+                mean_close += close[first + k]
+            out[a + empty] = mean_close / n
     return out

@@ -23,12 +23,12 @@ from ..config import get_config
 from ..context import Clock, running
 from ..events import bus, emit_performance
 from ..exchange.client import ExchangeClient
-from ..feed import Series, SeriesFeed
+from ..feed import SeriesFeed
 from ..interval import MINUTE_MS, align, interval_ms, iso
 from ..registry import StrategySchema, get_exchange, get_frame, get_strategy, raise_problems, reference_problems
 from ..stats import BacktestStatistics, backtest_statistics
 from ..strategy import ClientStrategy
-from ..vectorised import SignalFrame, SignalTable, compute_signals, frame_prices
+from ..vectorised import SignalFrame, SignalTable, compute_signals
 from ..types import BacktestProgressEvent, DoneEvent, TickClosed, TickResult
 from .supervise import run_report, start_background, supervised, write_report
 
@@ -152,7 +152,7 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
     feed = SeriesFeed(client, horizon_end=past_end)
     started = time.perf_counter()
     try:
-        series = await feed.load(state.symbol, "1m", first_needed, past_end + MINUTE_MS)
+        await feed.load(state.symbol, "1m", first_needed, past_end + MINUTE_MS)
     except Exception as exc:
         raise type(exc)(f"backtest needs 1m candles of {state.symbol} from {iso(first_needed)} to "
                         f"{iso(past_end)} (the VWAP window before the frame and one candle after it): {exc}") from exc
@@ -170,8 +170,11 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
     frame_step = interval_ms(frame.interval)
     table = None
     if _vectorised(state, schema):
-        table = await _signal_table(schema, strategy, series, times, feed, state)
+        table = await _signal_table(schema, strategy, times, feed, state)
         strategy.signal_lookup = lambda when: table.at((when - first_time) // frame_step)
+        strategy.resolved_ahead = table.resolve_ahead(
+            feed.minute_series(state.symbol), times, end_ms=end, trigger=config.CC_PRICE_TRIGGER,
+            max_minutes=config.CC_MAX_SIGNAL_LIFETIME_MINUTES)
     progress_every = max(1, total // PROGRESS_STEPS)
     next_progress = 0
     next_yield = YIELD_EVERY_FRAMES
@@ -215,14 +218,15 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
             yield result
             resolving = time.perf_counter()
             if action == "scheduled":
-                result = await strategy.backtest_scheduled(series, end)
+                # The series as it is now: get_candles may have grown it backwards since.
+                result = await strategy.backtest_scheduled(feed.minute_series(state.symbol), end)
                 if result.action == "cancelled":
                     _performance("backtest_signal", resolving, state, when)
                 yield result
                 resolving = time.perf_counter()
                 action = result.action
             if action == "opened":
-                result = await strategy.backtest_open(series, end)
+                result = await strategy.backtest_open(feed.minute_series(state.symbol), end)
                 _performance("backtest_signal", resolving, state, when)
                 state.closed.append(result)  # type: ignore[arg-type]
                 yield result
@@ -287,10 +291,10 @@ def _vectorised(state: RunState, schema: StrategySchema) -> bool:
     return True
 
 
-async def _signal_table(schema: StrategySchema, strategy: ClientStrategy, series: Series, times: np.ndarray,
-                        feed: SeriesFeed, state: RunState) -> SignalTable:
+async def _signal_table(schema: StrategySchema, strategy: ClientStrategy, times: np.ndarray, feed: SeriesFeed,
+                        state: RunState) -> SignalTable:
     started = time.perf_counter()
-    frame = SignalFrame(state.symbol, times, frame_prices(series, times), feed)
+    frame = SignalFrame(state.symbol, times, feed)
     with running(strategy.execution):
         table = await compute_signals(schema.get_signals, frame, f"get_signals of {schema.strategy_name}")
     _performance("backtest_get_signals", started, state, int(times[0]))
