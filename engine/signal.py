@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from .config import GlobalConfig
 from .types import SignalDto, is_finite_number
 
@@ -26,31 +28,22 @@ def signal_problems(dto: Any, *, current_price: float, scheduled: bool, config: 
     p: list[str] = []
     if dto.position not in ("long", "short"):
         p.append(f"position must be 'long' or 'short', got {dto.position!r}")
-    prices = {"price_take_profit": dto.price_take_profit, "price_stop_loss": dto.price_stop_loss,
-              "price_open": dto.price_open if dto.price_open is not None else current_price}
-    for name, v in prices.items():
+    open_ = dto.price_open if dto.price_open is not None else current_price
+    for name, v in (("price_take_profit", dto.price_take_profit), ("price_stop_loss", dto.price_stop_loss),
+                    ("price_open", open_)):
         if not is_finite_number(v):
             p.append(f"{name} must be a finite number, got {v!r}")
         elif v <= 0:
             p.append(f"{name} must be > 0, got {v!r}")
     if not is_finite_number(current_price) or current_price <= 0:
         p.append(f"current price must be a finite number > 0, got {current_price!r}")
-    met = dto.minute_estimated_time
-    lifetime = config.CC_MAX_SIGNAL_LIFETIME_MINUTES
-    if met is not None:
-        if isinstance(met, bool) or not isinstance(met, (int, float)):
-            p.append(f"minute_estimated_time must be a positive integer, got {met!r}")
-        elif math.isinf(met) and met > 0:
-            if not math.isinf(lifetime):
-                p.append(f"minute_estimated_time may be infinite only when CC_MAX_SIGNAL_LIFETIME_MINUTES is (it is {lifetime:g})")
-        elif not (math.isfinite(met) and float(met).is_integer() and met > 0):
-            p.append(f"minute_estimated_time must be a positive integer, got {met!r}")
-        elif met > lifetime:
-            p.append(f"minute_estimated_time {met:g} exceeds CC_MAX_SIGNAL_LIFETIME_MINUTES {lifetime:g}")
+    problem = minutes_problem(dto.minute_estimated_time, config)
+    if problem:
+        p.append(problem)
     if p:
         return p
 
-    tp, sl, open_ = dto.price_take_profit, dto.price_stop_loss, prices["price_open"]
+    tp, sl = dto.price_take_profit, dto.price_stop_loss
     long = dto.position == "long"
     if long and not (tp > open_ > sl):
         p.append(f"long needs price_take_profit > price_open > price_stop_loss, got TP {tp:g}, open {open_:g}, SL {sl:g}")
@@ -75,3 +68,44 @@ def signal_problems(dto: Any, *, current_price: float, scheduled: bool, config: 
         p.append(f"stop-loss is {sl_dist:.4g}% from the entry, beyond CC_MAX_STOPLOSS_DISTANCE_PERCENT "
                  f"{config.CC_MAX_STOPLOSS_DISTANCE_PERCENT:g}%")
     return p
+
+
+def minutes_problem(met: Any, config: GlobalConfig) -> str | None:
+    """What is wrong with a signal's ``minute_estimated_time`` (None: nothing)."""
+    lifetime = config.CC_MAX_SIGNAL_LIFETIME_MINUTES
+    if met is None:
+        return None
+    if isinstance(met, bool) or not isinstance(met, (int, float)):
+        return f"minute_estimated_time must be a positive integer, got {met!r}"
+    if math.isinf(met) and met > 0:
+        if not math.isinf(lifetime):
+            return (f"minute_estimated_time may be infinite only when CC_MAX_SIGNAL_LIFETIME_MINUTES is "
+                    f"(it is {lifetime:g})")
+        return None
+    if not (math.isfinite(met) and float(met).is_integer() and met > 0):
+        return f"minute_estimated_time must be a positive integer, got {met!r}"
+    if met > lifetime:
+        return f"minute_estimated_time {met:g} exceeds CC_MAX_SIGNAL_LIFETIME_MINUTES {lifetime:g}"
+    return None
+
+
+def valid_market_signals(*, long: np.ndarray, take_profit: np.ndarray, stop_loss: np.ndarray, price: np.ndarray,
+                         minutes: float | None, config: GlobalConfig) -> np.ndarray:
+    """For many market signals at once (opening at ``price``): True where ``signal_problems``
+    would find nothing. The same comparisons on the same doubles, so a True here may skip the
+    check row by row; a False sends that row through it (for its messages)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ok = np.isfinite(take_profit) & np.isfinite(stop_loss) & np.isfinite(price)
+        ok &= (take_profit > 0) & (stop_loss > 0) & (price > 0)
+        if minutes_problem(minutes, config):
+            return np.zeros(len(price), dtype=bool)      # minutes is wrong for every row
+        ok &= np.where(long, (take_profit > price) & (price > stop_loss), (stop_loss > price) & (price > take_profit))
+        tp_dist = np.abs(take_profit - price) / price * 100.0
+        sl_dist = np.abs(price - stop_loss) / price * 100.0
+        if config.CC_MIN_TAKEPROFIT_DISTANCE_PERCENT > 0:
+            ok &= ~(tp_dist < config.CC_MIN_TAKEPROFIT_DISTANCE_PERCENT)
+        if config.CC_MIN_STOPLOSS_DISTANCE_PERCENT > 0:
+            ok &= ~(sl_dist < config.CC_MIN_STOPLOSS_DISTANCE_PERCENT)
+        if config.CC_MAX_STOPLOSS_DISTANCE_PERCENT > 0:
+            ok &= ~(sl_dist > config.CC_MAX_STOPLOSS_DISTANCE_PERCENT)
+    return ok

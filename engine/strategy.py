@@ -213,21 +213,24 @@ class ClientStrategy:
         ``get_signal`` itself on each throttle slot and skip everything else per frame."""
         return self.pending is None and self.scheduled is None and not self.stopped and not self._observed_idle()
 
-    async def accept_signal(self, dto: Any, when: int, previous_slot: int | None) -> TickResult:
+    async def accept_signal(self, dto: Any, when: int, previous_slot: int | None,
+                            valid_at: float | None = None) -> TickResult:
         """What ``tick`` does with a signal ``get_signal`` gave at ``when`` (the throttle slot is
-        already taken): validate, check risk, then ``opened`` or ``scheduled`` (else ``idle``)."""
+        already taken): validate, check risk, then ``opened`` or ``scheduled`` (else ``idle``).
+        ``valid_at``: the price at which this market signal was already found valid."""
         price = self.feed.price_now(self.symbol, when)
         if price is None:
             price = await self.feed.average_price(self.symbol, when)
         if self.stopped:
             return await self._idle(when, price)
-        return await self._accept(dto, when, price, previous_slot)
+        return await self._accept(dto, when, price, previous_slot, checked=valid_at == price)
 
-    async def _accept(self, dto: Any, when: int, price: float, previous_slot: int | None) -> TickResult:
+    async def _accept(self, dto: Any, when: int, price: float, previous_slot: int | None,
+                      checked: bool = False) -> TickResult:
         config = get_config()
         scheduled = isinstance(dto, SignalDto) and dto.price_open is not None and not _reached(
             dto.position, price, dto.price_open)
-        problems = signal_problems(dto, current_price=price, scheduled=scheduled, config=config)
+        problems = None if checked else signal_problems(dto, current_price=price, scheduled=scheduled, config=config)
         if problems:
             self._report(SignalValidationError(self.strategy_name, self.symbol, problems), where="signal validation")
             return await self._idle(when, price)
@@ -239,7 +242,7 @@ class ClientStrategy:
             symbol=self.symbol, strategy_name=self.strategy_name, exchange_name=self.exchange_name,
             frame_name=self.frame_name, scheduled_at=when, pending_at=None if scheduled else when, note=dto.note,
         )
-        if await self._risk_rejects(row, price, when):
+        if self.risks and await self._risk_rejects(row, price, when):
             self.last_slot = previous_slot  # a rejected signal does not consume its slot
             return await self._idle(when, price)
         if scheduled:
@@ -256,11 +259,15 @@ class ClientStrategy:
         self.pending = row
         if activated:  # the open signal is saved before the scheduled one is cleared: never neither
             self.scheduled = None
-            await self._save(("signal", row), ("schedule", None), ("risk", None))
-        else:
+            if self.persistence is not None:
+                await self._save(("signal", row), ("schedule", None), ("risk", None))
+        elif self.persistence is not None:
             await self._save(("signal", row), ("risk", None))
-        await self._write(row)
-        await self._callback("on_open", self.symbol, row, price, self.backtest)
+        # (each await below is skipped when it would do nothing: a backtest opens thousands)
+        if self.callbacks.on_write is not None:
+            await self._write(row)
+        if self.callbacks.on_open is not None:
+            await self._callback("on_open", self.symbol, row, price, self.backtest)
         return await self._emit(TickOpened(*self._base(price, when), signal=row))  # type: ignore[return-value]
 
     async def _risk_rejects(self, row: SignalRow, price: float, when: int) -> bool:
@@ -410,12 +417,17 @@ class ClientStrategy:
         result = TickClosed(*self._base(price, when), signal=s, close_reason=reason, close_timestamp=when,
                             pnl=to_profit_loss(s, price_close))
         cleared = self.partial.clear(s.id)
-        self.release_risk()
+        if self.risks:
+            self.release_risk()
         self.pending = None
         # The close is recorded before the open signal is cleared (see engine/history.py).
-        await self._save(("closed", result), ("signal", None), ("risk", None), *([("partial", None)] if cleared else []))
-        await self._write(None)
-        await self._callback("on_close", self.symbol, s, price_close, self.backtest)
+        if self.persistence is not None:
+            await self._save(("closed", result), ("signal", None), ("risk", None),
+                             *([("partial", None)] if cleared else []))
+        if self.callbacks.on_write is not None:
+            await self._write(None)
+        if self.callbacks.on_close is not None:
+            await self._callback("on_close", self.symbol, s, price_close, self.backtest)
         return await self._emit(result)  # type: ignore[return-value]
 
     # --- backtest fast path -----------------------------------------------------------------
@@ -459,8 +471,8 @@ class ClientStrategy:
         if not per_candle and not profit_channel.listeners and not loss_channel.listeners:
             if not profit_channel.taps and not loss_channel.taps:
                 return
-            digests = {getattr(tap, "digest", None) for tap in (*profit_channel.taps, *loss_channel.taps)}
-            if None not in digests:
+            digests = _digest_recorders(profit_channel.taps, loss_channel.taps)
+            if digests is not None:
                 # Only the engine's recorders hear milestones: one record for the whole signal.
                 lo, hi = (close_price, close_price) if extremes is None else \
                     (min(extremes[0], close_price), max(extremes[1], close_price))
@@ -519,6 +531,22 @@ class ClientStrategy:
             return await self._cancel(s, outcome.outcome, when, price)
         # [port] the position opens on the next candle.
         return await self._activate(s, when, price, pending_at=when + MINUTE_MS)
+
+
+_digests_seen: tuple[tuple[Any, ...], tuple[Any, ...] | None] = ((), None)
+
+
+def _digest_recorders(*tap_lists: list[Any]) -> tuple[Any, ...] | None:
+    """The ``digest`` functions of every milestone tap, or None if one has none (remembered
+    while the taps stay the same: this runs once per backtest signal)."""
+    global _digests_seen
+    taps = tuple(tap for taps in tap_lists for tap in taps)
+    seen, digests = _digests_seen
+    if taps != seen:
+        found = tuple(dict.fromkeys(getattr(tap, "digest", None) for tap in taps))
+        digests = None if None in found else found
+        _digests_seen = (taps, digests)
+    return digests
 
 
 _ID_NAMESPACE = uuid.UUID("5b1d3c4e-7a52-4c1e-9a0e-3f1f4b6d2c10").bytes

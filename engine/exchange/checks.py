@@ -95,6 +95,9 @@ def check_anomaly(ohlc: np.ndarray, ts: np.ndarray, *, where: str, config: Globa
     n = ohlc.shape[1]
     if n == 0:
         return
+    lowest, highest = float(ohlc.min()), float(ohlc.max())
+    if lowest > 0 and no_window_can_be_anomalous(lowest, highest, config):
+        return              # the reference lies in [lowest, highest]: nothing can be below it/factor
     reference = anomaly_reference(ohlc, n, config)
     floor = reference / config.CC_GET_CANDLES_PRICE_ANOMALY_THRESHOLD_FACTOR
     low = ohlc.min(axis=0) < floor

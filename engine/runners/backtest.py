@@ -28,7 +28,7 @@ from ..interval import MINUTE_MS, align, interval_ms, iso
 from ..registry import StrategySchema, get_exchange, get_frame, get_strategy, raise_problems, reference_problems
 from ..stats import BacktestStatistics, backtest_statistics
 from ..strategy import ClientStrategy
-from ..vectorised import SignalFrame, SignalTable, compute_signals
+from ..vectorised import SignalFrame, SignalTable, compute_signals, frame_prices
 from ..types import BacktestProgressEvent, DoneEvent, TickClosed, TickResult
 from .supervise import run_report, start_background, supervised, write_report
 
@@ -172,9 +172,11 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
     if _vectorised(state, schema):
         table = await _signal_table(schema, strategy, times, feed, state)
         strategy.signal_lookup = lambda when: table.at((when - first_time) // frame_step)
+        minutes_series = feed.minute_series(state.symbol)
         strategy.resolved_ahead = table.resolve_ahead(
-            feed.minute_series(state.symbol), times, end_ms=end, trigger=config.CC_PRICE_TRIGGER,
+            minutes_series, times, end_ms=end, trigger=config.CC_PRICE_TRIGGER,
             max_minutes=config.CC_MAX_SIGNAL_LIFETIME_MINUTES)
+        valid_at = table.prevalidate(frame_prices(minutes_series, times), config) if minutes_series.anomaly_free else {}
     progress_every = max(1, total // PROGRESS_STEPS)
     next_progress = 0
     next_yield = YIELD_EVERY_FRAMES
@@ -199,7 +201,8 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
                 # next progress / yield point.
                 stop_at = min(total, next_progress, next_yield)
                 i, result = await (_scan(strategy, clock, first_time, frame_step, i, stop_at) if table is None else
-                                   _scan_rows(strategy, clock, first_time, frame_step, i, stop_at, table.rows))
+                                   _scan_rows(strategy, clock, first_time, frame_step, i, stop_at, table.rows,
+                                              valid_at))
                 if result is None:
                     continue
                 when = clock.now
@@ -302,7 +305,7 @@ async def _signal_table(schema: StrategySchema, strategy: ClientStrategy, times:
 
 
 async def _scan_rows(strategy: ClientStrategy, clock: Clock, first_time: int, step: int, i: int, stop_at: int,
-                     rows: np.ndarray) -> tuple[int, TickResult | None]:
+                     rows: np.ndarray, valid_at: dict[int, float]) -> tuple[int, TickResult | None]:
     """``_scan`` for a vectorised strategy: jump from signal row to signal row. A row is taken
     where ``get_signal`` would have been called: the first frame of a throttle slot not taken
     yet (every frame, when the slot is the frame's step), or frame ``i`` itself."""
@@ -322,7 +325,8 @@ async def _scan_rows(strategy: ClientStrategy, clock: Clock, first_time: int, st
             continue
         clock.now = when
         strategy.last_slot = slot
-        result = await strategy.accept_signal(strategy.signal_lookup(when), when, before)  # type: ignore[misc]
+        result = await strategy.accept_signal(strategy.signal_lookup(when), when, before,  # type: ignore[misc]
+                                              valid_at.get(r))
         if result.action != "idle":
             return r, result
         i = r + 1
