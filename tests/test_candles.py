@@ -186,3 +186,51 @@ def test_candles_from_arrays_rejects_bad_columns():
         bk.Candles.from_arrays([0, 60000], [1], [1, 1], [1, 1], [1, 1], [1, 1])
     with pytest.raises(ValueError, match="whole milliseconds"):
         bk.Candles.from_arrays([0.5], [1], [1], [1], [1], [1])
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(open=math.nan), "non-finite"), (dict(low=101.5), "high below low"), (dict(volume=-1.0), "negative volume"),
+    (dict(low=0.05), "price anomaly"),
+])
+async def test_many_chunks_are_checked_in_one_pass_and_a_bad_one_is_fetched_again(bad, message):
+    """Answers of a multi-chunk request are checked together; a bad one is found, fetched again
+    with its retries, and the error names that chunk."""
+    bk.set_config(CC_MAX_CANDLES_PER_REQUEST=100, CC_GET_CANDLES_RETRY_COUNT=2)
+    since = to_ms(datetime(2024, 1, 1, tzinfo=UTC))
+    third = since + 200 * 60_000
+    calls = []
+
+    def get_candles(symbol, interval, since_dt, limit):
+        calls.append(to_ms(since_dt))
+        rows = _rows(to_ms(since_dt), limit)
+        if to_ms(since_dt) == third:
+            r = rows[7]
+            rows[7] = bk.Candle(**{**{f: getattr(r, f) for f in r.__struct_fields__}, **bad})
+        return rows
+
+    with pytest.raises(bk.CandleDataError, match=f"{message}.*from {iso(third)}"):
+        await _client(get_candles).fetch("BTC", "1m", since, 450)
+    assert calls.count(third) == 1 + 2          # the batch's answer, then the chunk's own attempts
+    bk.clear_registry()
+    good = await _client(lambda s, i, since_dt, limit: _rows(to_ms(since_dt), limit)).fetch("BTC", "1m", since, 450)
+    assert len(good) == 450
+
+
+def test_adjacent_slices_of_one_batch_concatenate_without_a_copy():
+    c = SyntheticExchange(3000, start=datetime(2024, 1, 1, tzinfo=UTC)).candles
+    joined = bk.Candles.concat([c[0:1000], c[1000:2000], c[2000:2500]])
+    assert np.shares_memory(joined.close, c.close) and joined.close.tolist() == c.close[:2500].tolist()
+    copied = bk.Candles.concat([c[0:1000], c[1500:2000]])        # not adjacent: a real copy
+    assert not np.shares_memory(copied.close, c.close)
+    assert copied.timestamp.tolist() == c.timestamp[:1000].tolist() + c.timestamp[1500:2000].tolist()
+
+
+def test_rolling_vwap_equals_vwap_of_each_window_bit_for_bit():
+    c = SyntheticExchange(140_000, start=datetime(2024, 1, 1, tzinfo=UTC)).candles
+    volume = c.volume.copy()
+    volume[70_000:70_010] = 0.0                  # windows without volume take the mean close
+    out = rolling_vwap(c.high, c.low, c.close, volume, 5)
+    assert np.isnan(out[:4]).all()
+    for i in [4, 5, 65_535, 65_536, 65_540, 69_999, 70_004, 70_005, 70_012, 139_999, *range(4, 140_000, 977)]:
+        w = slice(i - 4, i + 1)
+        assert out[i] == vwap(c.high[w], c.low[w], c.close[w], volume[w]), i
