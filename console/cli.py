@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--to", dest="end", help="frame end, ISO date/time, UTC unless given")
     bt.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     bt.add_argument("--report", type=Path, help="write the markdown report to this file")
+    bt.add_argument("--per-frame", action="store_true",
+                    help="call get_signal on every frame even when the strategy offers get_signals")
 
     lv = sub.add_parser("live", help="run a strategy live (default: paper trading on a replay of stored candles)")
     lv.add_argument("strategy")
@@ -223,7 +225,7 @@ async def _backtest(args: argparse.Namespace, store: Path) -> int:
     closed = []
     try:
         async for result in bk.Backtest.run(args.symbol, strategy_name=args.strategy, exchange_name=args.exchange,
-                                            frame_name=frame):
+                                            frame_name=frame, vectorised=False if args.per_frame else None):
             if result.action == "closed":
                 closed.append(result)
     finally:
