@@ -288,8 +288,9 @@ async def compute_signals(get_signals: Any, frame: SignalFrame, where: str) -> S
 
 async def lookahead_problems(get_signals: Any, frame: SignalFrame, cuts: Sequence[int]) -> list[str]:
     """Compare ``get_signals`` on the whole frame with itself on frames cut short at each of
-    ``cuts`` (row counts): a look-ahead-safe function gives the same rows before every cut.
-    Returns one line per difference found (empty: none)."""
+    ``cuts`` (row counts): a look-ahead-safe function gives the same rows before every cut. A
+    function that peeks shows it on the rows just before a cut, when the peek changes them, so
+    give many cuts. Returns one line per difference found (empty: none)."""
     whole = await compute_signals(get_signals, frame, "get_signals")
     problems = []
     for cut in cuts:

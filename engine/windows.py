@@ -4,7 +4,7 @@ A per-frame strategy sums a window of closes in one order; a vectorised one over
 cannot afford that order for every row, and a different order rounds differently, which flips
 decisions on near-ties (and real data has exact ties: flat stretches). So:
 
-``approximate_sums`` gives every window's sum fast (prefix sums restarted every ``BLOCK`` rows,
+``BlockSums`` gives every window's sum fast (prefix sums restarted every ``BLOCK`` rows,
 so rounding cannot grow with the series) together with a rigorous bound on its error, and
 ``window_prefix_sums`` recomputes, for the few rows too close to call, the exact prefix sums a
 per-frame strategy gets from ``itertools.accumulate(window)``.
@@ -57,13 +57,6 @@ class BlockSums:
             # Windows that start in the block before: add that block's total.
             out.reshape(blocks, BLOCK)[1:, :length] += self.block_total[:-1, None]
         return out[:n]
-
-
-def approximate_sums(x: np.ndarray, length: int) -> tuple[np.ndarray, float]:
-    """``(sums, bound)``: ``sums[j]`` approximates ``x[j-length+1 : j+1].sum()`` of a non-negative
-    ``x`` (NaN for ``j < length - 1``), within ``bound`` of the exact sum for every j."""
-    block = BlockSums(x)
-    return block.sums(length), block.bound_unit
 
 
 def window_prefix_sums(x: np.ndarray, ends: np.ndarray, length: int) -> np.ndarray:

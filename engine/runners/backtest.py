@@ -28,7 +28,7 @@ from ..interval import MINUTE_MS, align, interval_ms, iso
 from ..registry import StrategySchema, get_exchange, get_frame, get_strategy, raise_problems, reference_problems
 from ..stats import BacktestStatistics, backtest_statistics
 from ..strategy import ClientStrategy
-from ..vectorised import SignalFrame, SignalTable, compute_signals, frame_prices
+from ..vectorised import SignalFrame, SignalTable, compute_signals
 from ..types import BacktestProgressEvent, DoneEvent, TickClosed, TickResult
 from .supervise import run_report, start_background, supervised, write_report
 
@@ -170,13 +170,13 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
     frame_step = interval_ms(frame.interval)
     table = None
     if _vectorised(state, schema):
-        table = await _signal_table(schema, strategy, times, feed, state)
+        table, signal_frame = await _signal_table(schema, strategy, times, feed, state)
         strategy.signal_lookup = lambda when: table.at((when - first_time) // frame_step)
         minutes_series = feed.minute_series(state.symbol)
         strategy.resolved_ahead = table.resolve_ahead(
             minutes_series, times, end_ms=end, trigger=config.CC_PRICE_TRIGGER,
             max_minutes=config.CC_MAX_SIGNAL_LIFETIME_MINUTES)
-        valid_at = table.prevalidate(frame_prices(minutes_series, times), config) if minutes_series.anomaly_free else {}
+        valid_at = table.prevalidate(signal_frame.price, config) if minutes_series.anomaly_free else {}
     progress_every = max(1, total // PROGRESS_STEPS)
     next_progress = 0
     next_yield = YIELD_EVERY_FRAMES
@@ -295,13 +295,13 @@ def _vectorised(state: RunState, schema: StrategySchema) -> bool:
 
 
 async def _signal_table(schema: StrategySchema, strategy: ClientStrategy, times: np.ndarray, feed: SeriesFeed,
-                        state: RunState) -> SignalTable:
+                        state: RunState) -> tuple[SignalTable, SignalFrame]:
     started = time.perf_counter()
     frame = SignalFrame(state.symbol, times, feed)
     with running(strategy.execution):
         table = await compute_signals(schema.get_signals, frame, f"get_signals of {schema.strategy_name}")
     _performance("backtest_get_signals", started, state, int(times[0]))
-    return table
+    return table, frame
 
 
 async def _scan_rows(strategy: ClientStrategy, clock: Clock, first_time: int, step: int, i: int, stop_at: int,
