@@ -16,8 +16,8 @@ import inspect
 import math
 import time
 import uuid
-from types import CoroutineType
 from collections.abc import Callable
+from types import CoroutineType
 from typing import Any, Protocol
 
 import msgspec

@@ -136,7 +136,6 @@ async def test_throttled_limit_entries_shorts_and_risk_give_the_same_backtest(se
 
 
 async def test_idle_ticks_are_the_same_when_someone_watches_them(seeded_store):
-    await open_workspace(seeded_store)
     idle: dict[bool, list] = {False: [], True: []}
     for vectorised in (False, True):
         bk.clear_registry()

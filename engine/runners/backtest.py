@@ -172,11 +172,11 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
     if _vectorised(state, schema):
         table, signal_frame = await _signal_table(schema, strategy, times, feed, state)
         strategy.signal_lookup = lambda when: table.at((when - first_time) // frame_step)
-        minutes_series = feed.minute_series(state.symbol)
         strategy.resolved_ahead = table.resolve_ahead(
-            minutes_series, times, end_ms=end, trigger=config.CC_PRICE_TRIGGER,
+            feed.minute_series(state.symbol), times, end_ms=end, trigger=config.CC_PRICE_TRIGGER,
             max_minutes=config.CC_MAX_SIGNAL_LIFETIME_MINUTES)
-        valid_at = table.prevalidate(signal_frame.price, config) if minutes_series.anomaly_free else {}
+        # Used only where the price at accept time is the one validated (accept_signal compares).
+        valid_at = table.prevalidate(signal_frame.price, config)
     progress_every = max(1, total // PROGRESS_STEPS)
     next_progress = 0
     next_yield = YIELD_EVERY_FRAMES
