@@ -118,6 +118,7 @@ class _Listener:
             self.channel.listeners.remove(self)
         except ValueError:
             pass
+        self.bus.generation += 1
 
 
 class Channel:
@@ -141,13 +142,15 @@ class Channel:
                 tap(payload)
             except Exception as exc:
                 self.bus.report(exc, where=f"{self.name} recorder")
-        for listener in tuple(self.listeners):
-            listener.deliver(payload)
+        if self.listeners:
+            for listener in tuple(self.listeners):
+                listener.deliver(payload)
 
     def tap(self, fn: Handler) -> None:
         """Attach an engine recorder (once)."""
         if fn not in self.taps:
             self.taps.append(fn)
+            self.bus.generation += 1
 
     def subscribe(self, fn: Handler, predicate: Callable[[Any], bool] | None = None,
                   once: bool = False) -> Unsubscribe:
@@ -157,6 +160,7 @@ class Channel:
             raise TypeError(f"listen: filter {predicate!r} is not callable")
         listener = _Listener(self.bus, self, fn, predicate, once)
         self.listeners.append(listener)
+        self.bus.generation += 1
         return listener.unsubscribe
 
 
@@ -173,6 +177,8 @@ class EventBus:
         for name in CHANNELS:
             setattr(self, name, Channel(self, name))
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Changes whenever a listener or tap comes or goes: who hears what may be remembered until then.
+        self.generation = 0
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro, name="btk-listener")
@@ -263,3 +269,4 @@ def clear_listeners() -> None:
     """Drop every subscription (tests, reloading a workspace)."""
     for name in CHANNELS:
         getattr(bus, name).listeners.clear()
+    bus.generation += 1

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .config import get_config
 from .types import PnL
 
@@ -27,6 +29,17 @@ def pnl_percentage(position: str, price_open: float, price_close: float,
         raw = (o - c) / o * 100.0
     else:
         raise ValueError(f"position must be 'long' or 'short', got {position!r}")
+    return raw - f * (1 + c / o)
+
+
+def pnl_percentages(long: np.ndarray, price_open: np.ndarray, price_close: np.ndarray) -> np.ndarray:
+    """``pnl_percentage`` for many signals at once (``long``: True for long, False for short),
+    bit for bit: the same operations on the same doubles, in the same order."""
+    config = get_config()
+    f, s = config.CC_PERCENT_FEE, config.CC_PERCENT_SLIPPAGE / 100.0
+    o = np.where(long, price_open * (1 + s), price_open * (1 - s))
+    c = np.where(long, price_close * (1 - s), price_close * (1 + s))
+    raw = np.where(long, c - o, o - c) / o * 100.0
     return raw - f * (1 + c / o)
 
 

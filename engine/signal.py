@@ -89,6 +89,14 @@ def minutes_problem(met: Any, config: GlobalConfig) -> str | None:
     return None
 
 
+def row_minutes(value: float | None, config: GlobalConfig) -> float:
+    """``minute_estimated_time`` as a signal row stores it: whole minutes, inf, or the
+    configured maximum for None."""
+    if value is None:
+        return config.CC_MAX_SIGNAL_LIFETIME_MINUTES
+    return value if math.isinf(value) else int(value)
+
+
 def valid_market_signals(*, long: np.ndarray, take_profit: np.ndarray, stop_loss: np.ndarray, price: np.ndarray,
                          minutes: float | None, config: GlobalConfig) -> np.ndarray:
     """For many market signals at once (opening at ``price``): True where ``signal_problems``

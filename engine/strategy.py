@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from .config import GlobalConfig, get_config
+from .config import get_config
 from .context import Clock, ExecutionContext, MethodContext, running
 from .events import Resume, bus, emit_performance
 from .fastpath import active_extremes, milestone_crossings, milestone_reach, resolve_open, resolve_scheduled
@@ -32,8 +32,8 @@ from .partial import MilestoneDigest, PartialTracker
 from .pnl import pnl_percentage, progress, to_profit_loss
 from .registry import StrategySchema
 from .risk import ClientRisk, Rejection, risk_for
-from .signal import SignalValidationError, signal_problems
-from .types import (PartialEvent, RiskEvent, SignalDto, SignalRow, TickActive, TickCancelled, TickClosed,
+from .signal import SignalValidationError, row_minutes, signal_problems
+from .types import (PnL, PartialEvent, RiskEvent, SignalDto, SignalRow, TickActive, TickCancelled, TickClosed,
                     TickIdle, TickOpened, TickResult, TickScheduled)
 
 replace = msgspec.structs.replace
@@ -76,6 +76,11 @@ class ClientStrategy:
         # and may know ahead where each of their positions closes.
         self.signal_lookup: Callable[[int], Any] | None = None
         self.resolved_ahead: Any = None
+        # The row opened through the lane (open_planned), until close_planned closes it.
+        self.planned: int | None = None
+        self._has_callbacks = any(getattr(self.callbacks, name) is not None
+                                  for name in self.callbacks.__struct_fields__)
+        self._plain: tuple[int, tuple[Any, ...] | None] = (-1, None)   # (bus generation, plain())
         self._signal_channel = bus.signal_backtest if backtest else bus.signal_live  # type: ignore[attr-defined]
 
     # --- plumbing --------------------------------------------------------------------------
@@ -213,6 +218,75 @@ class ClientStrategy:
         ``get_signal`` itself on each throttle slot and skip everything else per frame."""
         return self.pending is None and self.scheduled is None and not self.stopped and not self._observed_idle()
 
+    # --- the lane: planned market trades of a plain backtest --------------------------------
+
+    def plain(self) -> tuple[Any, ...] | None:
+        """If only the engine's recorders hear this backtest's signals (no callbacks, risk
+        profiles, persistence or listeners; milestones only as digests), the milestone digest
+        recorders (maybe none): a planned trade may then open and close without the general
+        async path, with the same results and the same recorded events. Else None."""
+        generation, answer = self._plain
+        if generation == bus.generation:
+            return answer
+        answer = self._who_hears()
+        self._plain = (bus.generation, answer)
+        return answer
+
+    def _who_hears(self) -> tuple[Any, ...] | None:
+        if self._has_callbacks or self.risks or self.persistence is not None or not self.backtest:
+            return None
+        if bus.signal.listeners or self._signal_channel.listeners:  # type: ignore[attr-defined]
+            return None
+        profit, loss = bus.partial_profit, bus.partial_loss  # type: ignore[attr-defined]
+        if profit.listeners or loss.listeners:
+            return None
+        if not profit.taps and not loss.taps:
+            return ()
+        return _digest_recorders(profit.taps, loss.taps)
+
+    def open_planned(self, ahead: Any, k: int, when: int, price: float) -> TickOpened:
+        """``accept_signal`` for the ``k``-th signal row of ``ahead`` (a valid market row at
+        ``price``) when ``plain()``: the same signal row, state and ``opened`` event."""
+        position, take_profit, stop_loss, note = ahead.opening(k)
+        row = SignalRow(signal_id(self.strategy_name, self.symbol, when), position, price, take_profit, stop_loss,
+                        ahead.minutes, self.symbol, self.strategy_name, self.exchange_name, self.frame_name,
+                        when, when, note)
+        self.pending = row
+        self.planned = k
+        result = TickOpened(self.symbol, self.strategy_name, self.exchange_name, self.frame_name, price, True, when,
+                            row)
+        self._emit_recorded(result)
+        return result
+
+    def close_planned(self, series: Series, digests: tuple[Any, ...]) -> TickClosed:
+        """``backtest_open`` for the position ``open_planned`` opened, from its values computed
+        ahead (``digests``: what ``plain()`` gave)."""
+        s, k = self.pending, self.planned
+        assert s is not None and k is not None
+        index, when, price, reason, close_price, pnl, peak, trough, active, first, profit_levels, loss_levels = \
+            self.resolved_ahead.closing(k)
+        if active:
+            s = replace(s, peak_pnl=peak, trough_pnl=trough)
+        if digests and (profit_levels or loss_levels):
+            digest = MilestoneDigest(self.symbol, self.strategy_name, self.exchange_name, self.frame_name, True, s,
+                                     int(series.ts[first]), series.vwap[first:index].copy(), close_price,
+                                     profit_levels, loss_levels)
+            for record in digests:
+                record(digest)
+        self.clock.now = when
+        result = TickClosed(self.symbol, self.strategy_name, self.exchange_name, self.frame_name, price, True, when,
+                            s, reason, when, PnL(pnl, s.price_open, close_price))
+        self.partial.clear(s.id)
+        self.pending = self.planned = None
+        self._emit_recorded(result)
+        return result
+
+    def _emit_recorded(self, result: TickResult) -> None:
+        """``_emit`` when only recorders hear it (no awaiting)."""
+        bus.signal.emit(result)  # type: ignore[attr-defined]
+        if self._signal_channel.taps:
+            self._signal_channel.emit(result)
+
     async def accept_signal(self, dto: Any, when: int, previous_slot: int | None,
                             valid_at: float | None = None) -> TickResult:
         """What ``tick`` does with a signal ``get_signal`` gave at ``when`` (the throttle slot is
@@ -238,7 +312,7 @@ class ClientStrategy:
             id=dto.id or signal_id(self.strategy_name, self.symbol, when), position=dto.position,
             price_open=float(dto.price_open if dto.price_open is not None else price),
             price_take_profit=float(dto.price_take_profit), price_stop_loss=float(dto.price_stop_loss),
-            minute_estimated_time=_minutes(dto.minute_estimated_time, config),
+            minute_estimated_time=row_minutes(dto.minute_estimated_time, config),
             symbol=self.symbol, strategy_name=self.strategy_name, exchange_name=self.exchange_name,
             frame_name=self.frame_name, scheduled_at=when, pending_at=None if scheduled else when, note=dto.note,
         )
@@ -436,9 +510,10 @@ class ClientStrategy:
         """Resolve the open signal over the loaded candles; emits milestones, then ``closed``."""
         s = self.pending
         assert s is not None and s.pending_at is not None
+        self.planned = None     # opened through the lane, closed here: a listener came meanwhile
         config = get_config()
         first = series.index(s.pending_at)
-        ahead = self.resolved_ahead.get(s) if self.resolved_ahead is not None else None
+        ahead = self.resolved_ahead.get(s, series) if self.resolved_ahead is not None else None
         if ahead is not None:
             j, reason, extremes = ahead
         else:
@@ -569,9 +644,3 @@ def _reached(position: str, price: float, price_open: float) -> bool:
 
 def _beyond_stop(position: str, price: float, stop_loss: float) -> bool:
     return price <= stop_loss if position == "long" else price >= stop_loss
-
-
-def _minutes(value: float | None, config: GlobalConfig) -> float:
-    if value is None:
-        return config.CC_MAX_SIGNAL_LIFETIME_MINUTES
-    return value if math.isinf(value) else int(value)

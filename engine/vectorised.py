@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import inspect
 import math
+from bisect import bisect_left
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from .fastpath import OpenOutcomes, resolve_open_many
+from .fastpath import OpenOutcomes, milestone_reach_many, resolve_open_many
 from .interval import MINUTE_MS, align, interval_ms
-from .signal import valid_market_signals
+from .pnl import pnl_percentages
+from .signal import row_minutes, valid_market_signals
 from .types import Candles, SignalDto
 
 
@@ -145,37 +147,32 @@ class SignalTable:
             return values[self.rows].astype(np.float64)
         return np.full(len(self.rows), float(values))
 
-    def resolve_ahead(self, series: Any, times: np.ndarray, *, end_ms: int, trigger: str,
-                      max_minutes: float) -> ResolvedAhead | None:
-        """Where each signal row's position would close if it opened on its row (all rows at
-        once); None when the loaded candles cannot say (prices not cleared of anomalies)."""
+    def resolve_ahead(self, series: Any, times: np.ndarray, *, end_ms: int, config: Any) -> ResolvedAhead | None:
+        """Every signal row resolved as if its position opened on its row (all rows at once);
+        None when the loaded candles cannot say (prices not cleared of anomalies)."""
         if not series.anomaly_free or not len(self.rows):
             return None
+        max_minutes = config.CC_MAX_SIGNAL_LIFETIME_MINUTES
         minutes = self.column(self._minutes, max_minutes)
         minutes = np.where(np.isinf(minutes), minutes, np.trunc(minutes))     # as the signal row stores it
         long = np.ones(len(self.rows), dtype=bool) if self._short is None else ~self._short[self.rows]
         pending_at = times[self.rows]
+        tp, sl = self.column(self._tp, np.nan), self.column(self._sl, np.nan)
         try:
-            outcomes = resolve_open_many(series, pending_at, long=long, take_profit=self.column(self._tp, np.nan),
-                                         stop_loss=self.column(self._sl, np.nan), minutes=minutes, end_ms=end_ms,
-                                         trigger=trigger)
+            outcomes = resolve_open_many(series, pending_at, long=long, take_profit=tp, stop_loss=sl,
+                                         minutes=minutes, end_ms=end_ms, trigger=config.CC_PRICE_TRIGGER)
         except IndexError:
             return None
-        return ResolvedAhead(pending_at, outcomes, self.column(self._tp, np.nan), self.column(self._sl, np.nan),
-                             minutes)
-
-    def prevalidate(self, price: np.ndarray, config: Any) -> dict[int, float]:
-        """``{row: price}`` for the market signal rows that ``signal_problems`` would pass when
-        opening at that price (one numpy pass instead of one check per signal)."""
-        if self._open is not None or not len(self.rows) or (self._minutes is not None
-                                                             and not isinstance(self._minutes, float)):
-            return {}
-        at = price[self.rows]
-        long = np.ones(len(self.rows), dtype=bool) if self._short is None else ~self._short[self.rows]
-        ok = valid_market_signals(long=long, take_profit=self.column(self._tp, np.nan),
-                                  stop_loss=self.column(self._sl, np.nan), price=at, minutes=self._minutes,
-                                  config=config)
-        return dict(zip(self.rows[ok].tolist(), at[ok].tolist()))
+        # Market rows found valid at their price (what get_average_price gives there) in one pass:
+        # those may open without signal_problems, and without the general path (the lane).
+        price = frame_prices(series, pending_at)
+        if self._open is None and (self._minutes is None or isinstance(self._minutes, float)):
+            valid = valid_market_signals(long=long, take_profit=tp, stop_loss=sl, price=price,
+                                         minutes=self._minutes, config=config)
+        else:
+            valid = np.zeros(len(self.rows), dtype=bool)
+        return ResolvedAhead(series, pending_at, long, price, valid, tp, sl, minutes, outcomes,
+                             self._notes, self._minutes, config)
 
     def at(self, row: int) -> SignalDto | None:
         """The signal on ``row``, or None."""
@@ -196,27 +193,78 @@ class SignalTable:
 
 
 class ResolvedAhead:
-    """Closes computed ahead for signals opening on their rows: ``get(signal)`` gives
-    ``(index, reason, extremes)`` as ``resolve_open`` / ``active_extremes`` would, or None
-    when this signal is not the row's (another entry time or other levels)."""
+    """The signal rows resolved ahead, in row order (``k``: the ``k``-th signal row), each as if
+    its position opened on its row: where and why it closes, and for the market rows found
+    valid at their price, everything their two events carry.
 
-    __slots__ = ("_by_time",)
+    ``get(signal)`` serves ``backtest_open`` (the general path): ``(index, reason, extremes)``
+    as ``resolve_open`` / ``active_extremes`` would give, or None when the signal is not its
+    row's (another entry time or other levels). ``opening(k)`` / ``closing(k)`` serve the lane
+    (``ClientStrategy.open_planned`` / ``close_planned``) for valid market rows."""
 
-    def __init__(self, pending_at: np.ndarray, outcomes: OpenOutcomes, tp: np.ndarray, sl: np.ndarray,
-                 minutes: np.ndarray):
+    __slots__ = ("series", "_general", "_lists", "_valid_price", "_opening", "_closing", "minutes")
+
+    def __init__(self, series: Any, pending_at: np.ndarray, long: np.ndarray, price: np.ndarray, valid: np.ndarray,
+                 tp: np.ndarray, sl: np.ndarray, minutes: np.ndarray, outcomes: OpenOutcomes,
+                 notes: tuple[str, str], signal_minutes: float | None, config: Any):
+        self.series = series        # the indices below are this series' (growing it makes a new one)
+        index = outcomes.index
         reasons = np.where(outcomes.take_profit, "take_profit", np.where(outcomes.stop_loss, "stop_loss",
-                                                                         "time_expired")).tolist()
-        self._by_time = {
-            when: (levels, (index, reason, None if low > high else (low, high)))
-            for when, levels, index, reason, low, high in zip(
-                pending_at.tolist(), zip(tp.tolist(), sl.tolist(), minutes.tolist()), outcomes.index.tolist(),
-                reasons, outcomes.low.tolist(), outcomes.high.tolist())}
+                                                                         "time_expired"))
+        active = outcomes.low <= outcomes.high
+        self._general = (pending_at, tp, sl, minutes, index, reasons, outcomes.low, outcomes.high, active)
+        self._lists: tuple[list[Any], list[Any], list[Any]] | None = None     # get()'s, on first use
+        self._valid_price = np.where(valid, price, np.nan).tolist()
+        # The lane's values, for the valid market rows (the rest are never read).
+        self.minutes = row_minutes(signal_minutes, config)
+        close_vwap = series.vwap[index]
+        close_price = np.where(outcomes.take_profit, tp, np.where(outcomes.stop_loss, sl, close_vwap))
+        pnl = pnl_percentages(long, price, close_price)
+        with np.errstate(invalid="ignore"):
+            peak = np.where(active, pnl_percentages(long, price, np.where(long, outcomes.high, outcomes.low)), 0.0)
+            trough = np.where(active, pnl_percentages(long, price, np.where(long, outcomes.low, outcomes.high)), 0.0)
+        # Milestones over the active prices and the closing one.
+        low = np.where(active, np.minimum(outcomes.low, close_price), close_price)
+        high = np.where(active, np.maximum(outcomes.high, close_price), close_price)
+        profit_levels, loss_levels = milestone_reach_many(long=long, price_open=price, take_profit=tp, stop_loss=sl,
+                                                          low=low, high=high)
+        first = (pending_at - series.t0) // series.step
+        self._opening = [("long", t, s, notes[0]) if is_long else ("short", t, s, notes[1])
+                         for is_long, t, s in zip(long.tolist(), tp.tolist(), sl.tolist())]
+        self._closing = list(zip(index.tolist(), series.ts[index].tolist(), close_vwap.tolist(), reasons.tolist(),
+                                 close_price.tolist(), pnl.tolist(),
+                                 [p if p > 0 else None for p in peak.tolist()],
+                                 [t if t < 0 else None for t in trough.tolist()],
+                                 active.tolist(), first.tolist(), profit_levels.tolist(), loss_levels.tolist()))
 
-    def get(self, s: Any) -> tuple[int, str, tuple[float, float] | None] | None:
-        entry = self._by_time.get(s.pending_at)
-        if entry is None or entry[0] != (s.price_take_profit, s.price_stop_loss, s.minute_estimated_time):
+    def get(self, s: Any, series: Any) -> tuple[int, str, tuple[float, float] | None] | None:
+        if series is not self.series:
             return None
-        return entry[1]
+        if self._lists is None:
+            pending_at, tp, sl, minutes, index, reasons, low, high, active = self._general
+            self._lists = (pending_at.tolist(), list(zip(tp.tolist(), sl.tolist(), minutes.tolist())),
+                           list(zip(index.tolist(), reasons.tolist(), low.tolist(), high.tolist(), active.tolist())))
+        times, levels, closes = self._lists
+        k = bisect_left(times, s.pending_at)
+        if k == len(times) or times[k] != s.pending_at or \
+                levels[k] != (s.price_take_profit, s.price_stop_loss, s.minute_estimated_time):
+            return None
+        index, reason, low, high, active = closes[k]
+        return index, reason, (low, high) if active else None
+
+    def valid_price(self, k: int) -> float | None:
+        """The price at which the ``k``-th row is a valid market signal, or None (not one)."""
+        price = self._valid_price[k]
+        return None if price != price else price
+
+    def opening(self, k: int) -> tuple[str, float, float, str]:
+        """``(position, take_profit, stop_loss, note)`` of a valid market row."""
+        return self._opening[k]
+
+    def closing(self, k: int) -> tuple[Any, ...]:
+        """``(index, close_time, vwap, reason, close_price, pnl, peak, trough, active, first,
+        profit_levels, loss_levels)`` of a valid market row opened on its row."""
+        return self._closing[k]
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:

@@ -13,7 +13,8 @@ import engine as bk
 import strategies
 from console.workspace import open_workspace
 from engine.exchange.synthetic import SyntheticExchange
-from engine.fastpath import active_extremes, resolve_open, resolve_open_many
+from engine.fastpath import active_extremes, milestone_reach, milestone_reach_many, resolve_open, resolve_open_many
+from engine.pnl import pnl_percentage, pnl_percentages
 from engine.feed import Series
 from engine.interval import to_ms
 from engine.runners.backtest import frame_times, reset_backtests
@@ -79,6 +80,55 @@ async def test_sma_cross_decides_like_per_frame_on_every_frame_of_flat_data(seed
     rows = {int(times[k]) for k in np.flatnonzero(answer.long)}
     assert len(calls) > 3000
     assert {t for t, signal in calls.items() if signal} == {t for t in calls if t in rows}
+
+
+async def _analytics(symbol: str, strategy: str) -> tuple:
+    return (await bk.Backtest.get_data(symbol, strategy_name=strategy),
+            await bk.Heat.get_data(strategy, backtest=True),
+            await bk.Partial.get_data(symbol, strategy_name=strategy),
+            await bk.Schedule.get_data(symbol, strategy_name=strategy))
+
+
+@pytest.mark.parametrize("symbol, frame", [("BTCUSDT", "bundled-btcusdt"), ("ETHBTC", "bundled-2018")])
+async def test_the_lane_for_plain_backtests_gives_the_same_results_and_analytics(seeded_store, monkeypatch, symbol,
+                                                                                frame):
+    """Nobody listens: valid market rows open and close through the lane (open_planned /
+    close_planned), and everything a user can read afterwards is what per-frame gives."""
+    from engine.strategy import ClientStrategy
+    await open_workspace(seeded_store)
+    per_frame, _ = await _backtest(symbol, sma_cross.NAME, frame, vectorised=False, listen=False)
+    expected = await _analytics(symbol, sma_cross.NAME)
+    bk.reset_analytics()
+    reset_backtests()
+    lane = []
+    original = ClientStrategy.open_planned
+    monkeypatch.setattr(ClientStrategy, "open_planned", lambda self, *a: lane.append(a[1]) or original(self, *a))
+    vectorised, _ = await _backtest(symbol, sma_cross.NAME, frame, vectorised=True, listen=False)
+    closed = [r for r in per_frame if r.action == "closed"]
+    assert len(lane) == len(closed) > 20          # every trade went through the lane
+    assert vectorised == per_frame
+    assert await _analytics(symbol, sma_cross.NAME) == expected
+    assert expected[2].total_events > 50 and expected[1].portfolio_total_trades == len(closed)
+
+
+async def test_a_listener_arriving_mid_run_hears_what_per_frame_would_emit(seeded_store):
+    """The lane is chosen trade by trade: once someone listens (here, from the consumer, right
+    after an ``opened``), the general path takes over, with every event from then on."""
+    await open_workspace(seeded_store)
+    per_frame, events = await _backtest("BTCUSDT", sma_cross.NAME, "bundled-btcusdt", vectorised=False)
+    heard: list = []
+    results = []
+    async for r in bk.Backtest.run("BTCUSDT", strategy_name=sma_cross.NAME, exchange_name="bundled",
+                                   frame_name="bundled-btcusdt", vectorised=True):
+        results.append(r)
+        if r.action == "opened" and len(results) == 21:     # the 11th trade has just opened
+            bk.listen_signal_backtest(heard.append)
+            bk.listen_partial_profit(heard.append)
+            bk.listen_partial_loss(heard.append)
+    await bk.drain_events()
+    assert results == per_frame
+    tail = events[events.index(per_frame[20]) + 1:]        # everything after that opened event
+    assert len(tail) > 50 and heard == tail
 
 
 # --- a throttled strategy with limit entries, shorts and a risk profile ------------------------------
@@ -280,6 +330,26 @@ def test_closes_resolved_ahead_agree_with_resolving_one_by_one(trigger):
             (many.index[k], reason, extremes), k
         reasons.add(reason)
     assert reasons == {"take_profit", "stop_loss", "time_expired"}
+
+
+def test_pnl_and_milestone_reach_for_many_signals_match_one_by_one():
+    rng = np.random.default_rng(5)
+    n = 5000
+    long = rng.random(n) < 0.5
+    price = rng.uniform(0.01, 50_000, n)
+    close = price * rng.uniform(0.9, 1.1, n)
+    tp = np.where(long, price * rng.uniform(1.001, 1.05, n), price * rng.uniform(0.95, 0.999, n))
+    sl = np.where(long, price * rng.uniform(0.95, 0.999, n), price * rng.uniform(1.001, 1.05, n))
+    low, high = np.minimum(close, price * rng.uniform(0.9, 1.0, n)), np.maximum(close, price * rng.uniform(1.0, 1.1, n))
+    pnl = pnl_percentages(long, price, close)
+    profit, loss = milestone_reach_many(long=long, price_open=price, take_profit=tp, stop_loss=sl, low=low, high=high)
+    for k in range(n):
+        position = "long" if long[k] else "short"
+        assert pnl[k] == pnl_percentage(position, float(price[k]), float(close[k])), k
+        assert (profit[k], loss[k]) == milestone_reach(position=position, price_open=float(price[k]),
+                                                       take_profit=float(tp[k]), stop_loss=float(sl[k]),
+                                                       low=float(low[k]), high=float(high[k])), k
+    assert len(set(profit.tolist())) == len(set(loss.tolist())) == 11     # every count, 0..10, occurs
 
 
 def test_window_sums_are_within_their_bound_and_prefix_sums_match_accumulate():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -170,13 +171,11 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
     frame_step = interval_ms(frame.interval)
     table = None
     if _vectorised(state, schema):
-        table, signal_frame = await _signal_table(schema, strategy, times, feed, state)
+        table = await _signal_table(schema, strategy, times, feed, state)
         strategy.signal_lookup = lambda when: table.at((when - first_time) // frame_step)
-        strategy.resolved_ahead = table.resolve_ahead(
-            feed.minute_series(state.symbol), times, end_ms=end, trigger=config.CC_PRICE_TRIGGER,
-            max_minutes=config.CC_MAX_SIGNAL_LIFETIME_MINUTES)
-        # Used only where the price at accept time is the one validated (accept_signal compares).
-        valid_at = table.prevalidate(signal_frame.price, config)
+        strategy.resolved_ahead = table.resolve_ahead(feed.minute_series(state.symbol), times, end_ms=end,
+                                                      config=config)
+        signal_rows = table.rows.tolist()
     progress_every = max(1, total // PROGRESS_STEPS)
     next_progress = 0
     next_yield = YIELD_EVERY_FRAMES
@@ -201,8 +200,7 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
                 # next progress / yield point.
                 stop_at = min(total, next_progress, next_yield)
                 i, result = await (_scan(strategy, clock, first_time, frame_step, i, stop_at) if table is None else
-                                   _scan_rows(strategy, clock, first_time, frame_step, i, stop_at, table.rows,
-                                              valid_at))
+                                   _scan_rows(strategy, clock, first_time, frame_step, i, stop_at, signal_rows))
                 if result is None:
                     continue
                 when = clock.now
@@ -229,7 +227,12 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
                 resolving = time.perf_counter()
                 action = result.action
             if action == "opened":
-                result = await strategy.backtest_open(feed.minute_series(state.symbol), end)
+                series = feed.minute_series(state.symbol)
+                digests = strategy.plain() if strategy.planned is not None else None
+                if digests is not None and series is strategy.resolved_ahead.series:
+                    result = strategy.close_planned(series, digests)
+                else:
+                    result = await strategy.backtest_open(series, end)
                 _performance("backtest_signal", resolving, state, when)
                 state.closed.append(result)  # type: ignore[arg-type]
                 yield result
@@ -295,24 +298,27 @@ def _vectorised(state: RunState, schema: StrategySchema) -> bool:
 
 
 async def _signal_table(schema: StrategySchema, strategy: ClientStrategy, times: np.ndarray, feed: SeriesFeed,
-                        state: RunState) -> tuple[SignalTable, SignalFrame]:
+                        state: RunState) -> SignalTable:
     started = time.perf_counter()
     frame = SignalFrame(state.symbol, times, feed)
     with running(strategy.execution):
         table = await compute_signals(schema.get_signals, frame, f"get_signals of {schema.strategy_name}")
     _performance("backtest_get_signals", started, state, int(times[0]))
-    return table, frame
+    return table
 
 
 async def _scan_rows(strategy: ClientStrategy, clock: Clock, first_time: int, step: int, i: int, stop_at: int,
-                     rows: np.ndarray, valid_at: dict[int, float]) -> tuple[int, TickResult | None]:
+                     rows: list[int]) -> tuple[int, TickResult | None]:
     """``_scan`` for a vectorised strategy: jump from signal row to signal row. A row is taken
     where ``get_signal`` would have been called: the first frame of a throttle slot not taken
-    yet (every frame, when the slot is the frame's step), or frame ``i`` itself."""
+    yet (every frame, when the slot is the frame's step), or frame ``i`` itself. A valid market
+    row of a plain backtest opens through the lane (``open_planned``)."""
     slot_ms = strategy.interval_ms
-    k = int(np.searchsorted(rows, i))
+    ahead = strategy.resolved_ahead
+    lane = ahead is not None and ahead.series is strategy.feed.minute_series(strategy.symbol)  # type: ignore[attr-defined]
+    k = bisect_left(rows, i)
     while k < len(rows):
-        r = int(rows[k])
+        r = rows[k]
         if r >= stop_at:
             break
         when = first_time + r * step
@@ -325,8 +331,11 @@ async def _scan_rows(strategy: ClientStrategy, clock: Clock, first_time: int, st
             continue
         clock.now = when
         strategy.last_slot = slot
+        price = ahead.valid_price(k - 1) if ahead is not None else None
+        if lane and price is not None and strategy.plain() is not None:
+            return r, strategy.open_planned(ahead, k - 1, when, price)
         result = await strategy.accept_signal(strategy.signal_lookup(when), when, before,  # type: ignore[misc]
-                                              valid_at.get(r))
+                                              price)
         if result.action != "idle":
             return r, result
         i = r + 1
