@@ -39,7 +39,7 @@ async def _case(kind: str, n: int) -> dict:
         from engine.exchange.synthetic import SyntheticExchange
         start = datetime(2020, 1, 1, tzinfo=timezone.utc)
         ex = SyntheticExchange(n, start=start)      # seed 42, sigma 0.08 %/min, from 20,000
-        bk.add_exchange("synthetic", ex.get_candles)
+        bk.add_exchange("synthetic", ex.get_candles, candles_per_request=n)   # in memory: one call
         t0 = int(ex.candles.timestamp[0])
         bk.add_frame("bench", start=t0 + 60 * 60_000, end=t0 + (n - 2) * 60_000)  # warm-up hour; one candle after
         exchange, symbol = "synthetic", "SYN"

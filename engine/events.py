@@ -122,7 +122,7 @@ class _Listener:
 
 
 class Channel:
-    __slots__ = ("name", "listeners", "taps", "bus")
+    __slots__ = ("name", "listeners", "taps", "bus", "_kinds", "_taps_by_type")
 
     def __init__(self, bus: EventBus, name: str):
         self.bus, self.name = bus, name
@@ -130,6 +130,8 @@ class Channel:
         # The engine's own recorders (the analytics): synchronous, called first, kept by
         # ``clear_listeners``, and not counted as someone observing idle ticks.
         self.taps: list[Handler] = []
+        self._kinds: dict[Handler, tuple[type, ...] | None] = {}
+        self._taps_by_type: dict[type, list[Handler]] = {}     # which taps record a payload type
 
     @property
     def active(self) -> bool:
@@ -137,7 +139,12 @@ class Channel:
         return bool(self.listeners or self.taps)
 
     def emit(self, payload: Any) -> None:
-        for tap in self.taps:
+        kind = type(payload)
+        taps = self._taps_by_type.get(kind)
+        if taps is None:
+            taps = self._taps_by_type[kind] = [tap for tap in self.taps if self._kinds[tap] is None
+                                               or issubclass(kind, self._kinds[tap])]  # type: ignore[arg-type]
+        for tap in taps:
             try:
                 tap(payload)
             except Exception as exc:
@@ -146,10 +153,12 @@ class Channel:
             for listener in tuple(self.listeners):
                 listener.deliver(payload)
 
-    def tap(self, fn: Handler) -> None:
-        """Attach an engine recorder (once)."""
+    def tap(self, fn: Handler, kinds: tuple[type, ...] | None = None) -> None:
+        """Attach an engine recorder (once); ``kinds``: the payload types it records (None: all)."""
         if fn not in self.taps:
             self.taps.append(fn)
+            self._kinds[fn] = kinds
+            self._taps_by_type.clear()
             self.bus.generation += 1
 
     def subscribe(self, fn: Handler, predicate: Callable[[Any], bool] | None = None,

@@ -95,6 +95,8 @@ class ExchangeSchema(msgspec.Struct, frozen=True):
     # live_clock(symbol) -> a clock with async first(resume_at) / next(); None: the wall clock.
     live_clock: Callable | None = None
     close: Callable | None = None   # async, called once when the process shuts the exchange down
+    # Candles per get_candles call; None: CC_MAX_CANDLES_PER_REQUEST (an in-memory source has no limit).
+    candles_per_request: int | None = None
 
 
 class FrameSchema(msgspec.Struct, frozen=True):
@@ -221,12 +223,20 @@ def _note(kind: str, name: str, note: Any) -> str:
 
 def add_exchange(exchange_name: str, get_candles: Callable, *, format_price: Callable | None = None,
                  format_quantity: Callable | None = None, note: str = "", callbacks: Any = None,
-                 live_clock: Callable | None = None, close: Callable | None = None) -> None:
+                 live_clock: Callable | None = None, close: Callable | None = None,
+                 candles_per_request: int | None = None) -> None:
     """Register a candle source: ``get_candles(symbol, interval, since: datetime, limit)``.
 
     ``live_clock(symbol)`` gives live runs on this exchange their clock (the replay
-    exchange's accelerated one); ``close()`` releases connections at shutdown."""
+    exchange's accelerated one); ``close()`` releases connections at shutdown.
+    ``candles_per_request``: the most candles one call may ask for (None: the configured
+    ``CC_MAX_CANDLES_PER_REQUEST``, an exchange API's usual page); an in-memory source can
+    take a whole backtest's candles in one call."""
     name = _name("exchange", exchange_name, _exchanges, "exchange_name")
+    if candles_per_request is not None and (isinstance(candles_per_request, bool)
+                                            or not isinstance(candles_per_request, int) or candles_per_request < 1):
+        raise ValueError(f"add_exchange {name!r}: candles_per_request must be a positive integer or None, "
+                         f"got {candles_per_request!r}")
     _exchanges[name] = ExchangeSchema(
         exchange_name=name,
         get_candles=_callable("exchange", name, "get_candles", get_candles, required=True),  # type: ignore[arg-type]
@@ -236,6 +246,7 @@ def add_exchange(exchange_name: str, get_candles: Callable, *, format_price: Cal
         callbacks=_callbacks("exchange", name, callbacks, ExchangeCallbacks),
         live_clock=_callable("exchange", name, "live_clock", live_clock, required=False),
         close=_callable("exchange", name, "close", close, required=False),
+        candles_per_request=candles_per_request,
     )
 
 

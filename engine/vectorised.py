@@ -202,21 +202,21 @@ class ResolvedAhead:
     row's (another entry time or other levels). ``opening(k)`` / ``closing(k)`` serve the lane
     (``ClientStrategy.open_planned`` / ``close_planned``) for valid market rows."""
 
-    __slots__ = ("series", "_general", "_lists", "_valid_price", "_opening", "_closing", "minutes")
+    __slots__ = ("series", "_general", "_lists", "_valid_price", "_notes", "_opening", "_closing", "minutes")
 
     def __init__(self, series: Any, pending_at: np.ndarray, long: np.ndarray, price: np.ndarray, valid: np.ndarray,
                  tp: np.ndarray, sl: np.ndarray, minutes: np.ndarray, outcomes: OpenOutcomes,
                  notes: tuple[str, str], signal_minutes: float | None, config: Any):
         self.series = series        # the indices below are this series' (growing it makes a new one)
         index = outcomes.index
-        reasons = np.where(outcomes.take_profit, "take_profit", np.where(outcomes.stop_loss, "stop_loss",
-                                                                         "time_expired"))
+        reason = np.where(outcomes.take_profit, 0, np.where(outcomes.stop_loss, 1, 2))     # in _REASONS
         active = outcomes.low <= outcomes.high
-        self._general = (pending_at, tp, sl, minutes, index, reasons, outcomes.low, outcomes.high, active)
+        self._general = (pending_at, tp, sl, minutes, index, reason, outcomes.low, outcomes.high, active)
         self._lists: tuple[list[Any], list[Any], list[Any]] | None = None     # get()'s, on first use
         self._valid_price = np.where(valid, price, np.nan).tolist()
-        # The lane's values, for the valid market rows (the rest are never read).
+        # The lane's values, one list per field (read only on the valid market rows).
         self.minutes = row_minutes(signal_minutes, config)
+        self._notes = notes
         close_vwap = series.vwap[index]
         close_price = np.where(outcomes.take_profit, tp, np.where(outcomes.stop_loss, sl, close_vwap))
         pnl = pnl_percentages(long, price, close_price)
@@ -229,28 +229,24 @@ class ResolvedAhead:
         profit_levels, loss_levels = milestone_reach_many(long=long, price_open=price, take_profit=tp, stop_loss=sl,
                                                           low=low, high=high)
         first = (pending_at - series.t0) // series.step
-        self._opening = [("long", t, s, notes[0]) if is_long else ("short", t, s, notes[1])
-                         for is_long, t, s in zip(long.tolist(), tp.tolist(), sl.tolist())]
-        self._closing = list(zip(index.tolist(), series.ts[index].tolist(), close_vwap.tolist(), reasons.tolist(),
-                                 close_price.tolist(), pnl.tolist(),
-                                 [p if p > 0 else None for p in peak.tolist()],
-                                 [t if t < 0 else None for t in trough.tolist()],
-                                 active.tolist(), first.tolist(), profit_levels.tolist(), loss_levels.tolist()))
+        self._opening = (long.tolist(), tp.tolist(), sl.tolist())
+        self._closing = tuple(a.tolist() for a in (index, series.ts[index], close_vwap, reason, close_price, pnl, peak,
+                                                   trough, active, first, profit_levels, loss_levels))
 
     def get(self, s: Any, series: Any) -> tuple[int, str, tuple[float, float] | None] | None:
         if series is not self.series:
             return None
         if self._lists is None:
-            pending_at, tp, sl, minutes, index, reasons, low, high, active = self._general
+            pending_at, tp, sl, minutes, index, reason, low, high, active = self._general
             self._lists = (pending_at.tolist(), list(zip(tp.tolist(), sl.tolist(), minutes.tolist())),
-                           list(zip(index.tolist(), reasons.tolist(), low.tolist(), high.tolist(), active.tolist())))
+                           list(zip(index.tolist(), reason.tolist(), low.tolist(), high.tolist(), active.tolist())))
         times, levels, closes = self._lists
         k = bisect_left(times, s.pending_at)
         if k == len(times) or times[k] != s.pending_at or \
                 levels[k] != (s.price_take_profit, s.price_stop_loss, s.minute_estimated_time):
             return None
         index, reason, low, high, active = closes[k]
-        return index, reason, (low, high) if active else None
+        return index, _REASONS[reason], (low, high) if active else None
 
     def valid_price(self, k: int) -> float | None:
         """The price at which the ``k``-th row is a valid market signal, or None (not one)."""
@@ -259,12 +255,20 @@ class ResolvedAhead:
 
     def opening(self, k: int) -> tuple[str, float, float, str]:
         """``(position, take_profit, stop_loss, note)`` of a valid market row."""
-        return self._opening[k]
+        long, tp, sl = self._opening
+        return ("long", tp[k], sl[k], self._notes[0]) if long[k] else ("short", tp[k], sl[k], self._notes[1])
 
     def closing(self, k: int) -> tuple[Any, ...]:
         """``(index, close_time, vwap, reason, close_price, pnl, peak, trough, active, first,
-        profit_levels, loss_levels)`` of a valid market row opened on its row."""
-        return self._closing[k]
+        profit_levels, loss_levels)`` of a valid market row opened on its row (``peak`` /
+        ``trough`` None when never in profit / loss)."""
+        index, ts, vwap, reason, close_price, pnl, peak, trough, active, first, profit, loss = self._closing
+        p, t = peak[k], trough[k]
+        return (index[k], ts[k], vwap[k], _REASONS[reason[k]], close_price[k], pnl[k], p if p > 0 else None,
+                t if t < 0 else None, active[k], first[k], profit[k], loss[k])
+
+
+_REASONS = ("take_profit", "stop_loss", "time_expired")
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:

@@ -147,6 +147,22 @@ async def test_requests_are_chunked():
     assert len(candles) == 2500 and np.all(np.diff(candles.timestamp) == 60_000)
 
 
+async def test_an_exchange_may_take_more_candles_per_request_than_the_default():
+    calls = []
+
+    def get_candles(symbol, interval, since, limit):
+        calls.append((to_ms(since), limit))
+        return _rows(to_ms(since), limit)
+
+    bk.add_exchange("local", get_candles, candles_per_request=2000)
+    since = to_ms(datetime(2024, 1, 1, tzinfo=UTC))
+    candles = await ExchangeClient(get_exchange("local")).fetch("BTC", "1m", since, 2500)
+    assert calls == [(since, 2000), (since + 2000 * 60_000, 500)] and len(candles) == 2500
+    for bad in (0, -5, 1.5, True, "1000"):
+        with pytest.raises(ValueError, match="candles_per_request must be a positive integer or None"):
+            bk.add_exchange("bad", get_candles, candles_per_request=bad)
+
+
 async def test_each_chunk_is_retried_then_fails_with_the_reason():
     bk.set_config(CC_GET_CANDLES_RETRY_COUNT=3, CC_GET_CANDLES_RETRY_DELAY_MS=0)
     attempts = []

@@ -16,7 +16,7 @@ import msgspec
 
 from ..events import bus
 from ..stats import BacktestStatistics, backtest_statistics
-from ..types import TickClosed, TickResult
+from ..types import TickClosed
 from .base import dump_report, fmt, table
 
 
@@ -159,9 +159,8 @@ def heat_report(stats: HeatStatistics, mode: str) -> str:
 _closed: dict[tuple[str, bool], list[TickClosed]] = {}
 
 
-def _record(result: TickResult) -> None:
-    if isinstance(result, TickClosed):
-        _closed.setdefault((result.strategy_name, result.backtest), []).append(result)
+def _record(result: TickClosed) -> None:
+    _closed.setdefault((result.strategy_name, result.backtest), []).append(result)
 
 
 class Heat:
@@ -184,7 +183,7 @@ class Heat:
 
 
 def install() -> None:
-    bus.signal.tap(_record)  # type: ignore[attr-defined]
+    bus.signal.tap(_record, kinds=(TickClosed,))  # type: ignore[attr-defined]
 
 
 def reset() -> None:

@@ -13,7 +13,7 @@ import msgspec
 
 from ..events import bus
 from ..interval import MINUTE_MS, iso
-from ..types import TickCancelled, TickOpened, TickResult, TickScheduled
+from ..types import TickCancelled, TickOpened, TickScheduled
 from .base import AnalyticsService, Recorder, fmt, mean, newest, rate, recent, table
 
 
@@ -61,14 +61,10 @@ class _Aggregate:
 _recorder: Recorder[_Aggregate] = Recorder(_Aggregate)
 
 
-def _record(result: TickResult) -> None:
-    if isinstance(result, TickOpened):
-        s = result.signal
-        if s.pending_at is None or s.pending_at == s.scheduled_at:
-            return              # a market entry, never scheduled
-    elif not isinstance(result, (TickScheduled, TickCancelled)):
-        return
+def _record(result: TickOpened | TickScheduled | TickCancelled) -> None:
     s = result.signal
+    if type(result) is TickOpened and (s.pending_at is None or s.pending_at == s.scheduled_at):
+        return              # a market entry, never scheduled
     agg = _recorder.get(result.symbol, result.strategy_name, result.backtest)
     agg.ids.add(s.id)
     agg.count += 1
@@ -138,7 +134,7 @@ class Schedule(AnalyticsService):
 
 
 def install() -> None:
-    bus.signal.tap(_record)  # type: ignore[attr-defined]
+    bus.signal.tap(_record, kinds=(TickOpened, TickScheduled, TickCancelled))  # type: ignore[attr-defined]
 
 
 def reset() -> None:

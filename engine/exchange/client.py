@@ -1,7 +1,7 @@
 """The engine's side of an exchange adapter: chunking, retries, answer checks.
 
 ``ExchangeClient.fetch(symbol, interval, since, limit)`` splits a request
-into chunks of ``CC_MAX_CANDLES_PER_REQUEST``, retries each chunk up to
+into chunks of ``CC_MAX_CANDLES_PER_REQUEST`` (or the exchange's own ``candles_per_request``), retries each chunk up to
 ``CC_GET_CANDLES_RETRY_COUNT`` attempts ``CC_GET_CANDLES_RETRY_DELAY_MS``
 apart, and checks every answer before anything uses it.
 """
@@ -36,7 +36,7 @@ class ExchangeClient:
         if limit < 0:
             raise ValueError(f"get_candles: limit must be >= 0, got {limit}")
         config = get_config()
-        size = config.CC_MAX_CANDLES_PER_REQUEST
+        size = self.schema.candles_per_request or config.CC_MAX_CANDLES_PER_REQUEST
         if limit <= size:
             return await self._fetch_chunk(symbol, interval, step, since, limit, attempts) if limit else \
                 Candles.from_candles([])
