@@ -130,11 +130,13 @@ def resolve_open_many(series: Series, pending_at: np.ndarray, *, long: np.ndarra
             is_long = long[rows, None]
             reach_tp = np.lib.stride_tricks.sliding_window_view(up[0], w)[s0]
             reach_sl = reach_tp if up[1] is up[0] else np.lib.stride_tricks.sliding_window_view(up[1], w)[s0]
-            if not is_long.all():
-                reach_tp, reach_sl = np.where(is_long, reach_tp, reach_sl), np.where(is_long, reach_sl, reach_tp)
             tp_level, sl_level = take_profit[rows, None], stop_loss[rows, None]
-            tp = np.where(is_long, reach_tp >= tp_level, reach_tp <= tp_level)
-            sl = np.where(is_long, reach_sl <= sl_level, reach_sl >= sl_level)
+            if is_long.all():
+                tp, sl = reach_tp >= tp_level, reach_sl <= sl_level
+            else:
+                reach_tp, reach_sl = np.where(is_long, reach_tp, reach_sl), np.where(is_long, reach_sl, reach_tp)
+                tp = np.where(is_long, reach_tp >= tp_level, reach_tp <= tp_level)
+                sl = np.where(is_long, reach_sl <= sl_level, reach_sl >= sl_level)
             if sh.any():
                 ahead = np.arange(w) < sh[:, None]
                 tp &= ~ahead

@@ -71,14 +71,17 @@ def make_signals(fast: int = FAST, slow: int = SLOW, take_profit: float = TAKE_P
         candles, newest = await frame.candles("1m", slow + 1)
         close = candles.close
         sums = BlockSums(close)
-        # d[j] > 0: the fast average is above the slow one after candle j (sums for means, as above).
-        d = sums.sums(fast)
-        d *= slow
-        d -= sums.sums(slow) * fast
-        # How far d may be from what get_signal computes: the sums' bound, plus get_signal's own
-        # rounding (running sums of 51 closes, two differences, the products) and ours.
+        # How far d (below) may be from what get_signal computes: the sums' bound, plus
+        # get_signal's own rounding (running sums of 51 closes, two differences, the products) and ours.
         e = sums.bound_unit * (slow + fast) + 512 * _U * (slow + fast) * slow * float(close.max())
-        above, below = d > e, d < -e
+        above, below = np.empty(len(close), dtype=bool), np.empty(len(close), dtype=bool)
+        for a, b, (fast_sums, slow_sums) in sums.chunks((fast, slow)):
+            # d[j] > 0: the fast average is above the slow one after candle j (sums for means, as above).
+            fast_sums *= slow
+            slow_sums *= fast
+            d = np.subtract(fast_sums, slow_sums, out=fast_sums)
+            np.greater(d, e, out=above[a:b])
+            np.less(d, -e, out=below[a:b])
         crossed = np.zeros(len(close), dtype=bool)
         np.logical_and(below[:-1], above[1:], out=crossed[1:])
         # Neither surely crossed nor surely not (too close to call on either candle): redo

@@ -355,6 +355,9 @@ def test_pnl_and_milestone_reach_for_many_signals_match_one_by_one():
 def test_window_sums_are_within_their_bound_and_prefix_sums_match_accumulate():
     x = SyntheticExchange(20_000, start=START).candles.close
     sums = BlockSums(x)
+    for a, b, (fast, slow) in sums.chunks((20, 51), rows=2 * 4096):          # chunks as get_signals reads them
+        assert np.array_equal(fast, sums.sums(20)[a:b], equal_nan=True)
+        assert np.array_equal(slow, sums.sums(51)[a:b], equal_nan=True)
     for length in (1, 20, 50, 51):
         approx = sums.sums(length)
         assert np.isnan(approx[:length - 1]).all()

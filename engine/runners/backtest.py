@@ -36,8 +36,10 @@ from .supervise import run_report, start_background, supervised, write_report
 # Progress is reported about this many times per run (plus the final 1.0): one event per
 # frame would cost more than the frames themselves on fast strategies.
 PROGRESS_STEPS = 1000
-# Hand the event loop a turn this often, so a console and other runs stay responsive.
+# Hand the event loop a turn, so a console and other runs stay responsive: look every this
+# many frames, and give the turn if this long passed since the last one.
 YIELD_EVERY_FRAMES = 2048
+TURN_SECONDS = 0.004
 
 
 class FrameError(ValueError):
@@ -179,6 +181,7 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
     progress_every = max(1, total // PROGRESS_STEPS)
     next_progress = 0
     next_yield = YIELD_EVERY_FRAMES
+    last_turn = time.perf_counter()
     slot_ms = strategy.interval_ms
     progress_channel = bus.backtest_progress  # type: ignore[attr-defined]
     try:
@@ -192,7 +195,9 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
                                                                 state.frame_name, i, total, i / total))
             if i >= next_yield:
                 next_yield = i + YIELD_EVERY_FRAMES
-                await asyncio.sleep(0)
+                if time.perf_counter() - last_turn >= TURN_SECONDS:
+                    await asyncio.sleep(0)
+                    last_turn = time.perf_counter()
             if state.stop_requested:
                 break
             if strategy.quiet_idle():
