@@ -224,6 +224,42 @@ def emit_performance(metric: str, started: float, *, symbol: str, strategy_name:
                                       exchange_name, backtest, when))
 
 
+class Timings:
+    """Many timings of one metric: each an event as it happens while someone listens for
+    performance events, else gathered and handed to the engine's recorders in one record (taps
+    with a ``batch`` function) by ``flush``: a backtest times thousands of signals."""
+
+    __slots__ = ("metric", "symbol", "strategy_name", "exchange_name", "backtest", "durations_ms", "_generation",
+                 "_batched")
+
+    def __init__(self, metric: str, *, symbol: str, strategy_name: str, exchange_name: str, backtest: bool):
+        self.metric, self.symbol, self.strategy_name = metric, symbol, strategy_name
+        self.exchange_name, self.backtest = exchange_name, backtest
+        self.durations_ms: list[float] = []
+        self._generation, self._batched = -1, False     # whether to gather, as of that bus generation
+
+    def add(self, started: float, when: int) -> None:
+        """The work timed took from ``started`` (``time.perf_counter()``) until now, at ``when``."""
+        if bus.generation != self._generation:
+            channel: Channel = bus.performance  # type: ignore[attr-defined]
+            self._generation = bus.generation
+            self._batched = bool(channel.taps and not channel.listeners
+                                 and all(getattr(tap, "batch", None) is not None for tap in channel.taps))
+        if not self._batched:
+            self.flush()
+            emit_performance(self.metric, started, symbol=self.symbol, strategy_name=self.strategy_name,
+                             exchange_name=self.exchange_name, backtest=self.backtest, when=when)
+            return
+        self.durations_ms.append((time.perf_counter() - started) * 1000.0)
+
+    def flush(self) -> None:
+        if not self.durations_ms:
+            return
+        for tap in bus.performance.taps:  # type: ignore[attr-defined]
+            tap.batch(self)
+        self.durations_ms = []
+
+
 def _listen(channel: str) -> Callable[[Handler], Unsubscribe]:
     def listen(fn: Handler) -> Unsubscribe:
         return getattr(bus, channel).subscribe(fn)

@@ -39,6 +39,35 @@ class MilestoneDigest(NamedTuple):
     loss_levels: int
 
 
+class MilestoneBatch(NamedTuple):
+    """Many backtest signals' milestones in one record, for recorders that take them so (a tap
+    with a ``batch`` function): entry ``i`` is what ``digest(i)`` gives, the ``MilestoneDigest``
+    of a signal active on candles ``first[i] .. stop[i]-1`` of ``prices`` (the series' VWAP,
+    read here, kept by nobody). Only signals that reached a level are entries."""
+
+    symbol: str
+    strategy_name: str
+    exchange_name: str
+    frame_name: str
+    backtest: bool
+    prices: np.ndarray
+    signals: list[object]
+    first: list[int]
+    stop: list[int]
+    first_times: list[int]
+    close_prices: list[float]
+    profit_levels: list[int]
+    loss_levels: list[int]
+
+    def __len__(self) -> int:  # type: ignore[override]
+        return len(self.signals)
+
+    def digest(self, i: int) -> MilestoneDigest:
+        return MilestoneDigest(self.symbol, self.strategy_name, self.exchange_name, self.frame_name, self.backtest,
+                               self.signals[i], self.first_times[i], self.prices[self.first[i]:self.stop[i]].copy(),
+                               self.close_prices[i], self.profit_levels[i], self.loss_levels[i])
+
+
 class PartialTracker:
     """Reached levels per signal id."""
 

@@ -11,6 +11,7 @@ events, in the same order, that ticking candle by candle would.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import inspect
 import math
@@ -28,7 +29,7 @@ from .events import Resume, bus, emit_performance
 from .fastpath import active_extremes, milestone_crossings, milestone_reach, resolve_open, resolve_scheduled
 from .feed import ExchangeFeed, Series
 from .interval import MINUTE_MS, interval_ms, to_datetime
-from .partial import MilestoneDigest, PartialTracker
+from .partial import MilestoneBatch, MilestoneDigest, PartialTracker
 from .pnl import pnl_percentage, progress, to_profit_loss
 from .registry import StrategySchema
 from .risk import ClientRisk, Rejection, risk_for
@@ -81,6 +82,7 @@ class ClientStrategy:
         self._has_callbacks = any(getattr(self.callbacks, name) is not None
                                   for name in self.callbacks.__struct_fields__)
         self._plain: tuple[int, tuple[Any, ...] | None] = (-1, None)   # (bus generation, plain())
+        self._milestone_entries: tuple[Any, ...] | None = None             # for flush_planned
         self._signal_channel = bus.signal_backtest if backtest else bus.signal_live  # type: ignore[attr-defined]
 
     # --- plumbing --------------------------------------------------------------------------
@@ -242,7 +244,7 @@ class ClientStrategy:
             return None
         if not profit.taps and not loss.taps:
             return ()
-        return _digest_recorders(profit.taps, loss.taps)
+        return _digest_recorders(profit.taps, loss.taps, kind="batch")
 
     def open_planned(self, ahead: Any, k: int, when: int, price: float) -> TickOpened:
         """``accept_signal`` for the ``k``-th signal row of ``ahead`` (a valid market row at
@@ -258,21 +260,24 @@ class ClientStrategy:
         self._emit_recorded(result)
         return result
 
-    def close_planned(self, series: Series, digests: tuple[Any, ...]) -> TickClosed:
+    def close_planned(self, series: Series, batch: tuple[Any, ...]) -> TickClosed:
         """``backtest_open`` for the position ``open_planned`` opened, from its values computed
-        ahead (``digests``: what ``plain()`` gave)."""
+        ahead (``batch``: what ``plain()`` gave). Its milestones wait for ``flush_planned``."""
         s, k = self.pending, self.planned
         assert s is not None and k is not None
-        index, when, price, reason, close_price, pnl, peak, trough, active, first, profit_levels, loss_levels = \
-            self.resolved_ahead.closing(k)
+        index, when, price, reason, close_price, pnl, peak, trough, active, first, first_time, profit_levels, \
+            loss_levels = self.resolved_ahead.closing(k)
         if active:
             s = replace(s, peak_pnl=peak, trough_pnl=trough)
-        if digests and (profit_levels or loss_levels):
-            digest = MilestoneDigest(self.symbol, self.strategy_name, self.exchange_name, self.frame_name, True, s,
-                                     int(series.ts[first]), series.vwap[first:index].copy(), close_price,
-                                     profit_levels, loss_levels)
-            for record in digests:
-                record(digest)
+        if batch and (profit_levels or loss_levels):
+            entries = self._milestone_entries
+            if entries is None or entries[0] is not series:
+                self.flush_planned()
+                entries = self._milestone_entries = (series, batch, [], [], [], [], [], [], [])
+            # One list per field: a tuple per signal would be one more object for the collector to track.
+            for column, value in zip(entries[2:], (s, first, index, first_time, close_price, profit_levels,
+                                                   loss_levels)):
+                column.append(value)
         self.clock.now = when
         result = TickClosed(self.symbol, self.strategy_name, self.exchange_name, self.frame_name, price, True, when,
                             s, reason, when, PnL(pnl, s.price_open, close_price))
@@ -280,6 +285,18 @@ class ClientStrategy:
         self.pending = self.planned = None
         self._emit_recorded(result)
         return result
+
+    def flush_planned(self) -> None:
+        """Hand the milestone recorders what the lane closed since the last flush, as one batch
+        (before any other milestone is recorded, so they keep their order)."""
+        entries, self._milestone_entries = self._milestone_entries, None
+        if entries is None:
+            return
+        series, recorders, *columns = entries
+        batch = MilestoneBatch(self.symbol, self.strategy_name, self.exchange_name, self.frame_name, True,
+                               series.vwap, *columns)
+        for record in recorders:
+            record(batch)
 
     def _emit_recorded(self, result: TickResult) -> None:
         """``_emit`` when only recorders hear it (no awaiting)."""
@@ -540,6 +557,7 @@ class ClientStrategy:
                              extremes: tuple[float, float] | None) -> None:
         """Milestone events (and per-candle callbacks, if the strategy has any) for the active candles
         ``first..stop-1``, then the levels reached by the closing price on candle ``stop``."""
+        self.flush_planned()
         cb = self.callbacks
         per_candle = cb.on_active or cb.on_partial_profit or cb.on_partial_loss
         profit_channel, loss_channel = bus.partial_profit, bus.partial_loss  # type: ignore[attr-defined]
@@ -608,23 +626,27 @@ class ClientStrategy:
         return await self._activate(s, when, price, pending_at=when + MINUTE_MS)
 
 
-_digests_seen: tuple[tuple[Any, ...], tuple[Any, ...] | None] = ((), None)
+_recorders_seen: dict[str, tuple[tuple[Any, ...], tuple[Any, ...] | None]] = {}
 
 
-def _digest_recorders(*tap_lists: list[Any]) -> tuple[Any, ...] | None:
-    """The ``digest`` functions of every milestone tap, or None if one has none (remembered
-    while the taps stay the same: this runs once per backtest signal)."""
-    global _digests_seen
+def _digest_recorders(*tap_lists: list[Any], kind: str = "digest") -> tuple[Any, ...] | None:
+    """The ``kind`` functions (``digest``: one signal's milestones, ``batch``: many signals')
+    of every milestone tap, or None if one has none (remembered while the taps stay the same)."""
     taps = tuple(tap for taps in tap_lists for tap in taps)
-    seen, digests = _digests_seen
-    if taps != seen:
-        found = tuple(dict.fromkeys(getattr(tap, "digest", None) for tap in taps))
-        digests = None if None in found else found
-        _digests_seen = (taps, digests)
-    return digests
+    seen, recorders = _recorders_seen.get(kind, ((), None))
+    if taps != seen or not taps:
+        found = tuple(dict.fromkeys(getattr(tap, kind, None) for tap in taps))
+        recorders = None if None in found else found
+        _recorders_seen[kind] = (taps, recorders)
+    return recorders
 
 
 _ID_NAMESPACE = uuid.UUID("5b1d3c4e-7a52-4c1e-9a0e-3f1f4b6d2c10").bytes
+
+
+@functools.lru_cache(maxsize=1024)
+def _id_prefix(strategy_name: str, symbol: str) -> Any:
+    return hashlib.sha1(_ID_NAMESPACE + f"{strategy_name}\x1f{symbol}\x1f".encode())
 
 
 def signal_id(strategy_name: str, symbol: str, when: int) -> str:
@@ -632,7 +654,9 @@ def signal_id(strategy_name: str, symbol: str, when: int) -> str:
     minute gets the same id in a backtest, a replay and a live loop restarted after a crash.
     It is ``uuid5(namespace, name).hex``, built here without the UUID object (a backtest makes
     one per signal)."""
-    digest = bytearray(hashlib.sha1(_ID_NAMESPACE + f"{strategy_name}\x1f{symbol}\x1f{when}".encode()).digest()[:16])
+    sha = _id_prefix(strategy_name, symbol).copy()
+    sha.update(str(when).encode())
+    digest = bytearray(sha.digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50
     digest[8] = (digest[8] & 0x3F) | 0x80
     return digest.hex()

@@ -204,8 +204,11 @@ class SignalDto(msgspec.Struct, frozen=True):
     id: str | None = None
 
 
-class SignalRow(msgspec.Struct, frozen=True):
+class SignalRow(msgspec.Struct, frozen=True, gc=False):
     """A signal made concrete by the engine.
+
+    (``gc=False`` here, on ``PnL`` and on the tick results: frozen values of plain fields cannot
+    form a reference cycle, so the garbage collector need not track the thousands a backtest makes.)
 
     ``pending_at`` is ``None`` while a scheduled signal waits for its price;
     ``peak_pnl`` / ``trough_pnl`` are the best / worst unrealised PnL percent
@@ -229,13 +232,13 @@ class SignalRow(msgspec.Struct, frozen=True):
     trough_pnl: float | None = None
 
 
-class PnL(msgspec.Struct, frozen=True):
+class PnL(msgspec.Struct, frozen=True, gc=False):
     pnl_percentage: float
     price_open: float
     price_close: float
 
 
-class _Tick(msgspec.Struct, frozen=True, tag_field="action"):
+class _Tick(msgspec.Struct, frozen=True, tag_field="action", gc=False):
     symbol: str
     strategy_name: str
     exchange_name: str

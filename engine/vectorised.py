@@ -231,7 +231,8 @@ class ResolvedAhead:
         first = (pending_at - series.t0) // series.step
         self._opening = (long.tolist(), tp.tolist(), sl.tolist())
         self._closing = tuple(a.tolist() for a in (index, series.ts[index], close_vwap, reason, close_price, pnl, peak,
-                                                   trough, active, first, profit_levels, loss_levels))
+                                                   trough, active, first, series.ts[first], profit_levels,
+                                                   loss_levels))
 
     def get(self, s: Any, series: Any) -> tuple[int, str, tuple[float, float] | None] | None:
         if series is not self.series:
@@ -260,12 +261,12 @@ class ResolvedAhead:
 
     def closing(self, k: int) -> tuple[Any, ...]:
         """``(index, close_time, vwap, reason, close_price, pnl, peak, trough, active, first,
-        profit_levels, loss_levels)`` of a valid market row opened on its row (``peak`` /
-        ``trough`` None when never in profit / loss)."""
-        index, ts, vwap, reason, close_price, pnl, peak, trough, active, first, profit, loss = self._closing
+        first_time, profit_levels, loss_levels)`` of a valid market row opened on its row
+        (``peak`` / ``trough`` None when never in profit / loss; ``first``: its first candle)."""
+        index, ts, vwap, reason, close_price, pnl, peak, trough, active, first, first_ts, profit, loss = self._closing
         p, t = peak[k], trough[k]
         return (index[k], ts[k], vwap[k], _REASONS[reason[k]], close_price[k], pnl[k], p if p > 0 else None,
-                t if t < 0 else None, active[k], first[k], profit[k], loss[k])
+                t if t < 0 else None, active[k], first[k], first_ts[k], profit[k], loss[k])
 
 
 _REASONS = ("take_profit", "stop_loss", "time_expired")

@@ -109,6 +109,9 @@ async def test_the_lane_for_plain_backtests_gives_the_same_results_and_analytics
     assert vectorised == per_frame
     assert await _analytics(symbol, sma_cross.NAME) == expected
     assert expected[2].total_events > 50 and expected[1].portfolio_total_trades == len(closed)
+    # Signal timings gathered in batches: one sample per closed signal, as one event each gives.
+    timings = (await bk.Performance.get_data(symbol, strategy_name=sma_cross.NAME)).metrics["backtest_signal"]
+    assert timings.count == len(closed) and timings.min_ms > 0
 
 
 async def test_a_listener_arriving_mid_run_hears_what_per_frame_would_emit(seeded_store):

@@ -10,7 +10,7 @@ import msgspec
 from ..events import bus
 from ..fastpath import milestone_crossings
 from ..interval import MINUTE_MS, iso
-from ..partial import LEVELS, MilestoneDigest
+from ..partial import LEVELS, MilestoneBatch, MilestoneDigest
 from ..types import PartialEvent
 from .base import AnalyticsService, Recorder, newest, recent, table
 
@@ -94,9 +94,20 @@ def _record_digest(d: MilestoneDigest) -> None:
     agg.digests.append(d)
 
 
+def _record_batch(b: MilestoneBatch) -> None:
+    agg = _recorder.get(b.symbol, b.strategy_name, b.backtest)
+    for levels, reach in ((b.profit_levels, agg.reach_profit), (b.loss_levels, agg.reach_loss)):
+        for k in levels:
+            reach[k] += 1
+    # Only the newest are kept: the older ones are never made.
+    agg.digests.extend(b.digest(i) for i in range(max(0, len(b) - (agg.digests.maxlen or len(b))), len(b)))
+
+
 _record_profit, _record_loss = _recorder_for("profit"), _recorder_for("loss")
-# Both taps take a whole signal's milestones at once when nobody else listens (engine/partial.py).
+# Both taps take a whole signal's milestones at once, or many signals', when nobody else
+# listens (engine/partial.py).
 _record_profit.digest = _record_loss.digest = _record_digest  # type: ignore[attr-defined]
+_record_profit.batch = _record_loss.batch = _record_batch  # type: ignore[attr-defined]
 
 
 def partial_statistics(aggregates: list[_Aggregate]) -> PartialStatistics:

@@ -14,7 +14,7 @@ from array import array
 
 import msgspec
 
-from ..events import bus
+from ..events import Timings, bus
 from ..types import PerformanceEvent
 from .base import AnalyticsService, Recorder, fmt, table
 
@@ -47,6 +47,17 @@ def _record(e: PerformanceEvent) -> None:
     if samples is None:
         samples = durations[e.metric] = array("d")
     samples.append(e.duration_ms)
+
+
+def _record_batch(t: Timings) -> None:
+    durations = _recorder.get(t.symbol, t.strategy_name, t.backtest)
+    samples = durations.get(t.metric)
+    if samples is None:
+        samples = durations[t.metric] = array("d")
+    samples.extend(t.durations_ms)
+
+
+_record.batch = _record_batch  # type: ignore[attr-defined]   # many timings at once (events.Timings)
 
 
 def percentile(ordered: list[float], q: float) -> float:

@@ -45,14 +45,17 @@ def rolling_vwap(high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: n
         tv /= 3.0
         tv *= volume[lo:b]
         p, v = pv[:m], vol[:m]
-        p[:] = tv[:m]
-        v[:] = volume[lo:lo + m]
-        for k in range(1, n):
+        if n > 1:
+            np.add(tv[:m], tv[1:1 + m], out=p)
+            np.add(volume[lo:lo + m], volume[lo + 1:lo + 1 + m], out=v)
+        else:
+            p[:], v[:] = tv[:m], volume[lo:lo + m]
+        for k in range(2, n):
             p += tv[k:k + m]
             v += volume[lo + k:lo + k + m]
         with np.errstate(invalid="ignore", divide="ignore"):
             np.divide(p, v, out=out[a:b])
-        empty = np.flatnonzero(v == 0.0)
+        empty = np.flatnonzero(v == 0.0) if not float(v.min()) > 0.0 else ()
         if len(empty):   # no volume in the window: the mean of its closes, summed the same way
             first = lo + empty
             mean_close = close[first].copy()

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..config import get_config
 from ..context import Clock, running
-from ..events import bus, emit_performance
+from ..events import Timings, bus, emit_performance
 from ..exchange.client import ExchangeClient
 from ..feed import SeriesFeed
 from ..interval import MINUTE_MS, align, interval_ms, iso
@@ -40,6 +40,9 @@ PROGRESS_STEPS = 1000
 # many frames, and give the turn if this long passed since the last one.
 YIELD_EVERY_FRAMES = 2048
 TURN_SECONDS = 0.004
+# Records gathered for the analytics in one batch (the lane's milestones, signal timings) are
+# handed over at a turn this often, and at the end.
+FLUSH_SECONDS = 0.5
 
 
 class FrameError(ValueError):
@@ -181,9 +184,11 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
     progress_every = max(1, total // PROGRESS_STEPS)
     next_progress = 0
     next_yield = YIELD_EVERY_FRAMES
-    last_turn = time.perf_counter()
+    last_turn = last_flush = time.perf_counter()
     slot_ms = strategy.interval_ms
     progress_channel = bus.backtest_progress  # type: ignore[attr-defined]
+    signal_timings = Timings("backtest_signal", symbol=state.symbol, strategy_name=state.strategy_name,
+                             exchange_name=state.exchange_name, backtest=True)
     try:
         i = 0
         while i < total:
@@ -195,7 +200,12 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
                                                                 state.frame_name, i, total, i / total))
             if i >= next_yield:
                 next_yield = i + YIELD_EVERY_FRAMES
-                if time.perf_counter() - last_turn >= TURN_SECONDS:
+                now = time.perf_counter()
+                if now - last_turn >= TURN_SECONDS:
+                    if now - last_flush >= FLUSH_SECONDS:     # what others may read while they have the turn
+                        strategy.flush_planned()
+                        signal_timings.flush()
+                        last_flush = now
                     await asyncio.sleep(0)
                     last_turn = time.perf_counter()
             if state.stop_requested:
@@ -204,10 +214,29 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
                 # Only get_signal runs, on each throttle slot, until it gives a signal or the
                 # next progress / yield point.
                 stop_at = min(total, next_progress, next_yield)
-                i, result = await (_scan(strategy, clock, first_time, frame_step, i, stop_at) if table is None else
-                                   _scan_rows(strategy, clock, first_time, frame_step, i, stop_at, signal_rows))
-                if result is None:
-                    continue
+                if table is None:
+                    i, result = await _scan(strategy, clock, first_time, frame_step, i, stop_at)
+                    if result is None:
+                        continue
+                else:
+                    found = _next_row(strategy, first_time, frame_step, i, stop_at, signal_rows)
+                    if found is None:
+                        i = stop_at
+                        continue
+                    k, i, previous_slot = found
+                    when = clock.now = first_time + i * frame_step
+                    strategy.last_slot = when // slot_ms
+                    ahead = strategy.resolved_ahead
+                    price = ahead.valid_price(k) if ahead is not None else None
+                    if price is not None and ahead.series is feed.minute_series(state.symbol) \
+                            and strategy.plain() is not None:
+                        result = strategy.open_planned(ahead, k, when, price)
+                    else:
+                        result = await strategy.accept_signal(strategy.signal_lookup(when), when,  # type: ignore[misc]
+                                                              previous_slot, price)
+                        if result.action == "idle":
+                            i += 1
+                            continue
                 when = clock.now
             else:
                 when = first_time + i * frame_step
@@ -227,24 +256,26 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
                 # The series as it is now: get_candles may have grown it backwards since.
                 result = await strategy.backtest_scheduled(feed.minute_series(state.symbol), end)
                 if result.action == "cancelled":
-                    _performance("backtest_signal", resolving, state, when)
+                    signal_timings.add(resolving, when)
                 yield result
                 resolving = time.perf_counter()
                 action = result.action
             if action == "opened":
                 series = feed.minute_series(state.symbol)
-                digests = strategy.plain() if strategy.planned is not None else None
-                if digests is not None and series is strategy.resolved_ahead.series:
-                    result = strategy.close_planned(series, digests)
+                recorders = strategy.plain() if strategy.planned is not None else None
+                if recorders is not None and series is strategy.resolved_ahead.series:
+                    result = strategy.close_planned(series, recorders)
                 else:
                     result = await strategy.backtest_open(series, end)
-                _performance("backtest_signal", resolving, state, when)
+                signal_timings.add(resolving, when)
                 state.closed.append(result)  # type: ignore[arg-type]
                 yield result
             close_ts = result.close_timestamp  # type: ignore[union-attr]
             # The first frame after the close.
             i = _first_frame_at(first_time, frame_step, close_ts + 1)
     finally:
+        strategy.flush_planned()
+        signal_timings.flush()
         # A backtest persists nothing: a run that ends early (stopped consumer, error) frees its slots.
         strategy.release_risk()
     state.processed_frames = total if not state.stop_requested else i
@@ -312,41 +343,29 @@ async def _signal_table(schema: StrategySchema, strategy: ClientStrategy, times:
     return table
 
 
-async def _scan_rows(strategy: ClientStrategy, clock: Clock, first_time: int, step: int, i: int, stop_at: int,
-                     rows: list[int]) -> tuple[int, TickResult | None]:
-    """``_scan`` for a vectorised strategy: jump from signal row to signal row. A row is taken
-    where ``get_signal`` would have been called: the first frame of a throttle slot not taken
-    yet (every frame, when the slot is the frame's step), or frame ``i`` itself. A valid market
-    row of a plain backtest opens through the lane (``open_planned``)."""
+def _next_row(strategy: ClientStrategy, first_time: int, step: int, i: int, stop_at: int,
+              rows: list[int]) -> tuple[int, int, int | None] | None:
+    """``_scan`` for a vectorised strategy: the next signal row from frame ``i`` on where
+    ``get_signal`` would have been called (the first frame of a throttle slot not taken yet;
+    every frame, when the slot is the frame's step; or frame ``i`` itself), as ``(k, row, the
+    slot taken before it)`` with ``row == rows[k]``; None if there is none before ``stop_at``
+    (the slots up to there then count as taken)."""
     slot_ms = strategy.interval_ms
-    ahead = strategy.resolved_ahead
-    lane = ahead is not None and ahead.series is strategy.feed.minute_series(strategy.symbol)  # type: ignore[attr-defined]
     k = bisect_left(rows, i)
     while k < len(rows):
         r = rows[k]
         if r >= stop_at:
             break
         when = first_time + r * step
-        slot = when // slot_ms
         # The slot taken just before frame r: frame r-1's, if the scan passed it (it was called
         # there, or its slot was taken before).
         before = strategy.last_slot if r == i else (when - step) // slot_ms
+        if when // slot_ms != before:
+            return k, r, before
         k += 1
-        if slot == before:
-            continue
-        clock.now = when
-        strategy.last_slot = slot
-        price = ahead.valid_price(k - 1) if ahead is not None else None
-        if lane and price is not None and strategy.plain() is not None:
-            return r, strategy.open_planned(ahead, k - 1, when, price)
-        result = await strategy.accept_signal(strategy.signal_lookup(when), when, before,  # type: ignore[misc]
-                                              price)
-        if result.action != "idle":
-            return r, result
-        i = r + 1
     if stop_at > i:
         strategy.last_slot = (first_time + (stop_at - 1) * step) // slot_ms
-    return stop_at, None
+    return None
 
 
 def _performance(metric: str, started: float, state: RunState, when: int) -> None:
