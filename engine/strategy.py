@@ -224,9 +224,10 @@ class ClientStrategy:
 
     def plain(self) -> tuple[Any, ...] | None:
         """If only the engine's recorders hear this backtest's signals (no callbacks, risk
-        profiles, persistence or listeners; milestones only as digests), the milestone digest
-        recorders (maybe none): a planned trade may then open and close without the general
-        async path, with the same results and the same recorded events. Else None."""
+        profiles, persistence or listeners; milestone recorders that take batches), those
+        milestone recorders' ``batch`` functions (maybe none): a planned trade may then open and
+        close without the general async path, with the same results and the same recorded
+        events. Else None. Remembered until a listener or recorder comes or goes."""
         generation, answer = self._plain
         if generation == bus.generation:
             return answer

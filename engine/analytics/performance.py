@@ -41,20 +41,20 @@ class PerformanceStatistics(msgspec.Struct, frozen=True):
 _recorder: Recorder[dict[str, array]] = Recorder(dict)
 
 
-def _record(e: PerformanceEvent) -> None:
-    durations = _recorder.get(e.symbol, e.strategy_name, e.backtest)
-    samples = durations.get(e.metric)
+def _samples(symbol: str, strategy_name: str, backtest: bool, metric: str) -> array:
+    durations = _recorder.get(symbol, strategy_name, backtest)
+    samples = durations.get(metric)
     if samples is None:
-        samples = durations[e.metric] = array("d")
-    samples.append(e.duration_ms)
+        samples = durations[metric] = array("d")
+    return samples
+
+
+def _record(e: PerformanceEvent) -> None:
+    _samples(e.symbol, e.strategy_name, e.backtest, e.metric).append(e.duration_ms)
 
 
 def _record_batch(t: Timings) -> None:
-    durations = _recorder.get(t.symbol, t.strategy_name, t.backtest)
-    samples = durations.get(t.metric)
-    if samples is None:
-        samples = durations[t.metric] = array("d")
-    samples.extend(t.durations_ms)
+    _samples(t.symbol, t.strategy_name, t.backtest, t.metric).extend(t.durations_ms)
 
 
 _record.batch = _record_batch  # type: ignore[attr-defined]   # many timings at once (events.Timings)
