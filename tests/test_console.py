@@ -105,16 +105,18 @@ async def test_backtest_runs_and_shows_results(seeded_store, tmp_path):
 
 
 async def test_replay_signal_opens_and_closes_then_stops_with_confirmation(seeded_store, tmp_path):
-    app = await make_app_async(seeded_store, tmp_path / "state")
+    # 500 replayed minutes a second: trades within seconds, and the run is still going when it is
+    # stopped (at speed 0 a fast machine replays the whole month before the test gets there).
+    app = await make_app_async(seeded_store, tmp_path / "state", speed=30_000.0)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("4", "enter")
         assert isinstance(app.screen, StartDialog)
-        await pilot.press("enter")                  # Start: sma_cross on BTCUSDT, replay at speed 0
+        await pilot.press("enter")                  # Start: sma_cross on BTCUSDT, replayed
         board = app.bridge.board
         await wait_for(pilot, lambda: board.summary.closed >= 1 and board.open, "a closed and an open signal")
         await pilot.press("1")
         signals = app.screen.query_one("#live-signals", DataTable)
-        # The replay goes on at full speed: positions open and close between redraws.
+        # The replay goes on fast: positions open and close between redraws.
         await wait_for(pilot, lambda: [r[:2] for r in table_rows(signals)] == [["BTCUSDT", "sma_cross"]],
                        "an open position in the signals pane")
         assert re.search(r"closed BTCUSDT sma_cross long \w+ [+-]\d+\.\d\d%", log_text(app))
