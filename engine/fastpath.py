@@ -5,13 +5,17 @@ is cancelled or activates, plus the peak/trough and milestone crossings on
 the way, with numpy over growing windows instead of a Python loop per candle.
 The strategy turns the answers into events in the documented order.
 
-Candle ``j`` stands for the tick at ``ts[j] + 1 min``: the first moment its
-VWAP window (candles j-4..j) is closed. Time limits are counted from there, so
-a backtest closes where ticking every minute (live) would. Per candle ``j`` of
-an open signal, in order: past the frame's end -> ``time_expired``;
-``ts[j] + 60000 - pending_at >= minutes*60000`` -> ``time_expired`` at the VWAP; then TP, then SL ("touch": SL on the low first, then TP on the
-high). Per candle of a scheduled signal: timeout; SL -> ``price_reject``;
+Candle ``j``'s price is the VWAP of candles j-4..j. Per candle ``j`` of an open
+signal, in order: past the frame's end -> ``time_expired``;
+``ts[j] - pending_at >= minutes*60000`` -> ``time_expired`` at the VWAP (the
+seed's rule, word for word: a backtest's time exit comes one candle after the
+live tick's, which judges the same candles one minute later); then TP, then SL
+("touch": SL on the low first, then TP on the high). Per candle of a scheduled
+signal: timeout (``ts[j] - scheduled_at >= await*60000``); SL -> ``price_reject``;
 price reached -> activate (SL wins over activation on the same candle).
+
+Milestones are reached on the candles a signal stays open, never on the one that
+closes it, with progress computed exactly as ``pnl.progress`` (and the tick) does.
 """
 
 from __future__ import annotations
@@ -45,12 +49,12 @@ def _first_true(mask: np.ndarray) -> int:
 
 
 def _stop_index(series: Series, start_ms: int, minutes: float, end_ms: int) -> int:
-    """First candle index past ``end_ms``, or whose tick (its close) is ``minutes`` after ``start_ms``."""
+    """First candle index past ``end_ms``, or whose open time is ``minutes`` or more after ``start_ms``."""
     step = series.step
     past_end = (end_ms - end_ms % step + step - series.t0) // step
     if math.isinf(minutes):
         return past_end
-    deadline = start_ms + int(minutes) * 60_000 - step   # judged when the candle closes
+    deadline = start_ms + int(minutes) * 60_000
     expiry = -((series.t0 - deadline) // step)      # ceil((deadline - t0) / step)
     return min(past_end, max(expiry, 0))
 
@@ -106,7 +110,7 @@ def resolve_open_many(series: Series, pending_at: np.ndarray, *, long: np.ndarra
     first = (pending_at - series.t0) // step
     past_end = (end_ms - end_ms % step + step - series.t0) // step
     finite = np.isfinite(minutes)
-    deadline = pending_at + np.where(finite, minutes, 0).astype(np.int64) * 60_000 - step
+    deadline = pending_at + np.where(finite, minutes, 0).astype(np.int64) * 60_000
     stop = np.where(finite, np.minimum(past_end, np.maximum(-((series.t0 - deadline) // step), 0)), past_end)
     if k and int(stop.max()) >= len(series.ts):
         raise IndexError("the loaded candles end before this position can close")
@@ -199,52 +203,67 @@ def active_extremes(series: Series, first: int, stop: int) -> tuple[float, float
     return float(window.min()), float(window.max())
 
 
+def progress_toward(position: str, price_open: float, take_profit: float, stop_loss: float,
+                    prices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``pnl.progress`` for an array of prices: (percent_tp, percent_sl), each clamped to
+    [0, 100], by the same operations on the same doubles (SEMANTICS.md section 6)."""
+    if position == "long":
+        tp = (prices - price_open) / (take_profit - price_open) * 100.0
+        sl = (price_open - prices) / (price_open - stop_loss) * 100.0
+    else:
+        tp = (price_open - prices) / (price_open - take_profit) * 100.0
+        sl = (prices - price_open) / (stop_loss - price_open) * 100.0
+    return np.clip(tp, 0.0, 100.0), np.clip(sl, 0.0, 100.0)
+
+
+def levels_reached(percent: float) -> int:
+    """How many milestone levels (10, 20, ... 100) a progress of ``percent`` reached."""
+    return int(np.searchsorted(LEVELS, percent, side="right"))
+
+
 def milestone_crossings(prices: np.ndarray, *, position: str, price_open: float, take_profit: float,
-                        stop_loss: float, close_price: float | None = None) -> list[tuple[int, str, int, float]]:
+                        stop_loss: float) -> list[tuple[int, str, int, float]]:
     """Every (offset, "profit"|"loss", level, percent) where a 10 % milestone of the way to TP or
-    SL is first reached over the active prices (and, given the ``close_price``, on the closing
-    candle: offset ``len(prices)``), in chronological order."""
-    price = prices if close_price is None else np.append(prices, close_price)
-    if len(price) == 0:
+    SL is first reached over the prices of the candles a signal stayed open, in chronological
+    order (the levels one candle reaches in ascending order)."""
+    if len(prices) == 0:
         return []
-    move = price - price_open if position == "long" else price_open - price
     out: list[tuple[int, str, int, float]] = []
-    for kind, span in (("profit", abs(take_profit - price_open)), ("loss", -abs(price_open - stop_loss))):
-        progress = move * (100.0 / span)
-        peak = float(progress.max())
-        if peak < LEVELS[0]:
+    for kind, progress in zip(("profit", "loss"),
+                              progress_toward(position, price_open, take_profit, stop_loss, prices)):
+        reached = levels_reached(float(progress.max()))
+        if not reached:
             continue          # most signals never reach the first level on one side: skip the scan
-        reached = LEVELS[:min(int(peak // 10), len(LEVELS))]
-        indices = np.searchsorted(np.maximum.accumulate(progress), reached, side="left")
-        for level, idx in zip(reached.tolist(), indices.tolist()):
-            out.append((idx, kind, int(level), min(float(progress[idx]), 100.0)))
+        indices = np.searchsorted(np.maximum.accumulate(progress), LEVELS[:reached], side="left")
+        for level, idx in zip(LEVELS[:reached].tolist(), indices.tolist()):
+            out.append((idx, kind, int(level), float(progress[idx])))
     out.sort(key=lambda e: (e[0], e[2]))
     return out
 
 
 def milestone_reach(*, position: str, price_open: float, take_profit: float, stop_loss: float, low: float,
                     high: float) -> tuple[int, int]:
-    """How many 10 % milestones toward TP and toward SL a signal reached whose prices (the
-    active ones and the closing one) ranged over ``[low, high]``: the counts ``milestone_crossings``
-    would list, from the extremes alone (the progress is monotonic in the price)."""
+    """How many 10 % milestones toward TP and toward SL a signal reached whose prices while
+    open ranged over ``[low, high]``: the counts ``milestone_crossings`` would list, from the
+    extremes alone (the progress is monotonic in the price)."""
     best, worst = (high, low) if position == "long" else (low, high)
-    reach = []
-    for span, price in ((abs(take_profit - price_open), best), (-abs(price_open - stop_loss), worst)):
-        move = price - price_open if position == "long" else price_open - price
-        peak = move * (100.0 / span)
-        reach.append(0 if peak < LEVELS[0] else min(int(peak // 10), len(LEVELS)))
-    return reach[0], reach[1]
+    percent_tp, _ = progress_toward(position, price_open, take_profit, stop_loss, np.array([best]))
+    _, percent_sl = progress_toward(position, price_open, take_profit, stop_loss, np.array([worst]))
+    return levels_reached(float(percent_tp[0])), levels_reached(float(percent_sl[0]))
 
 
 def milestone_reach_many(*, long: np.ndarray, price_open: np.ndarray, take_profit: np.ndarray,
                          stop_loss: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``milestone_reach`` for many signals at once (the same doubles, bit for bit)."""
+    """``milestone_reach`` for many signals at once (the same doubles, bit for bit); a signal
+    never open (``low > high``) reached none."""
     best, worst = np.where(long, high, low), np.where(long, low, high)
-    out = []
-    for span, price in ((np.abs(take_profit - price_open), best), (-np.abs(price_open - stop_loss), worst)):
-        move = np.where(long, price - price_open, price_open - price)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            peak = move * (100.0 / span)
-            levels = np.minimum(peak // 10, len(LEVELS))
-        out.append(np.where(peak >= LEVELS[0], levels, 0).astype(np.int64))   # NaN (no span): 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        percent_tp = np.where(long, (best - price_open) / (take_profit - price_open),
+                              (price_open - best) / (price_open - take_profit)) * 100.0
+        percent_sl = np.where(long, (price_open - worst) / (price_open - stop_loss),
+                              (worst - price_open) / (stop_loss - price_open)) * 100.0
+        out = []
+        for percent in (percent_tp, percent_sl):
+            reached = np.searchsorted(LEVELS, np.clip(percent, 0.0, 100.0), side="right")
+            out.append(np.where((low <= high) & ~np.isnan(percent), reached, 0).astype(np.int64))
     return out[0], out[1]

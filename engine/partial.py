@@ -24,7 +24,7 @@ class MilestoneDigest(NamedTuple):
     """A backtest signal's milestones in one record, for recorders that can take them so (a
     tap with a ``digest`` function) when nobody listens for the events one by one: the
     signal, its active prices (candle ``first``'s time is ``first_time``, one minute apart)
-    and its closing price, and how many levels it reached toward TP and toward SL."""
+    and how many levels it reached on them toward TP and toward SL."""
 
     symbol: str
     strategy_name: str
@@ -34,7 +34,6 @@ class MilestoneDigest(NamedTuple):
     signal: object               # SignalRow
     first_time: int
     prices: np.ndarray           # the VWAP on each active candle (a copy)
-    close_price: float
     profit_levels: int
     loss_levels: int
 
@@ -55,7 +54,6 @@ class MilestoneBatch(NamedTuple):
     first: list[int]
     stop: list[int]
     first_times: list[int]
-    close_prices: list[float]
     profit_levels: list[int]
     loss_levels: list[int]
 
@@ -65,7 +63,7 @@ class MilestoneBatch(NamedTuple):
     def digest(self, i: int) -> MilestoneDigest:
         return MilestoneDigest(self.symbol, self.strategy_name, self.exchange_name, self.frame_name, self.backtest,
                                self.signals[i], self.first_times[i], self.prices[self.first[i]:self.stop[i]].copy(),
-                               self.close_prices[i], self.profit_levels[i], self.loss_levels[i])
+                               self.profit_levels[i], self.loss_levels[i])
 
 
 class PartialTracker:

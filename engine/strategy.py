@@ -274,10 +274,9 @@ class ClientStrategy:
             entries = self._milestone_entries
             if entries is None or entries[0] is not series:
                 self.flush_planned()
-                entries = self._milestone_entries = (series, batch, [], [], [], [], [], [], [])
+                entries = self._milestone_entries = (series, batch, [], [], [], [], [], [])
             # One list per field: a tuple per signal would be one more object for the collector to track.
-            for column, value in zip(entries[2:], (s, first, index, first_time, close_price, profit_levels,
-                                                   loss_levels)):
+            for column, value in zip(entries[2:], (s, first, index, first_time, profit_levels, loss_levels)):
                 column.append(value)
         self.clock.now = when
         result = TickClosed(self.symbol, self.strategy_name, self.exchange_name, self.frame_name, price, True, when,
@@ -441,22 +440,22 @@ class ClientStrategy:
             # The opening tick again (a restarted live loop re-runs its last tick): nothing new to judge.
             return await self._emit(TickActive(*self._base(price, when), signal=s, percent_tp=0.0, percent_sl=0.0))
         if when - s.pending_at >= s.minute_estimated_time * MINUTE_MS:
-            return await self._close_live(s, "time_expired", price, when, price)
+            return await self._close(s, "time_expired", price, when, price)
         long = s.position == "long"
         if config.CC_PRICE_TRIGGER == "touch":
             high, low = await self.feed.last_candle(self.symbol, when)
             stop_hit = low <= s.price_stop_loss if long else high >= s.price_stop_loss
             take_hit = high >= s.price_take_profit if long else low <= s.price_take_profit
             if stop_hit:  # "touch": SL first on the same candle
-                return await self._close_live(s, "stop_loss", s.price_stop_loss, when, price)
+                return await self._close(s, "stop_loss", s.price_stop_loss, when, price)
             if take_hit:
-                return await self._close_live(s, "take_profit", s.price_take_profit, when, price)
+                return await self._close(s, "take_profit", s.price_take_profit, when, price)
         else:
             if (price >= s.price_take_profit) if long else (price <= s.price_take_profit):
-                return await self._close_live(s, "take_profit", s.price_take_profit, when, price)
+                return await self._close(s, "take_profit", s.price_take_profit, when, price)
             if _beyond_stop(s.position, price, s.price_stop_loss):
-                return await self._close_live(s, "stop_loss", s.price_stop_loss, when, price)
-        # Still open: peak/trough, milestones, callbacks.
+                return await self._close(s, "stop_loss", s.price_stop_loss, when, price)
+        # Still open: peak/trough, milestones (never on the closing tick), callbacks.
         pnl = pnl_percentage(s.position, s.price_open, price)
         if pnl > 0 and (s.peak_pnl is None or pnl > s.peak_pnl):
             s = replace(s, peak_pnl=pnl)
@@ -486,17 +485,6 @@ class ClientStrategy:
             for level in levels:
                 self._emit_partial("loss", s, level, percent_sl, price, when)
             await self._callback("on_partial_loss", self.symbol, s, price, percent_sl, self.backtest)
-
-    async def _close_live(self, s: SignalRow, reason: str, price_close: float, when: int, price: float) -> TickClosed:
-        """Close on a tick: the levels the closing price reaches (a TP hit is 100 % of the way) fire first."""
-        percent_tp, percent_sl = progress(s.position, s.price_open, s.price_take_profit, s.price_stop_loss, price_close)
-        kind, percent = ("profit", percent_tp) if percent_tp > 0 else ("loss", percent_sl)
-        levels = self.partial.reach(s.id, kind, percent) if percent > 0 else []
-        if levels:
-            await self._save(("partial", None))
-            for level in levels:
-                self._emit_partial(kind, s, level, percent, price_close, when)
-        return await self._close(s, reason, price_close, when, price)
 
     def _emit_partial(self, kind: str, s: SignalRow, level: int, percent: float, price: float, when: int) -> None:
         channel = bus.partial_profit if kind == "profit" else bus.partial_loss  # type: ignore[attr-defined]
@@ -550,14 +538,14 @@ class ClientStrategy:
         price = float(series.vwap[j])
         close_price = s.price_take_profit if reason == "take_profit" else s.price_stop_loss if reason == "stop_loss" \
             else price
-        await self._replay_active(series, s, first, j, close_price, extremes)
+        await self._replay_active(series, s, first, j, extremes)
         self.clock.now = when
         return await self._close(s, reason, close_price, when, price)
 
-    async def _replay_active(self, series: Series, s: SignalRow, first: int, stop: int, close_price: float,
+    async def _replay_active(self, series: Series, s: SignalRow, first: int, stop: int,
                              extremes: tuple[float, float] | None) -> None:
         """Milestone events (and per-candle callbacks, if the strategy has any) for the active candles
-        ``first..stop-1``, then the levels reached by the closing price on candle ``stop``."""
+        ``first..stop-1``; the closing candle ``stop`` reaches none (SEMANTICS.md section 5)."""
         self.flush_planned()
         cb = self.callbacks
         per_candle = cb.on_active or cb.on_partial_profit or cb.on_partial_loss
@@ -568,25 +556,23 @@ class ClientStrategy:
             digests = _digest_recorders(profit_channel.taps, loss_channel.taps)
             if digests is not None:
                 # Only the engine's recorders hear milestones: one record for the whole signal.
-                lo, hi = (close_price, close_price) if extremes is None else \
-                    (min(extremes[0], close_price), max(extremes[1], close_price))
+                if extremes is None:
+                    return
                 profit_levels, loss_levels = milestone_reach(
                     position=s.position, price_open=s.price_open, take_profit=s.price_take_profit,
-                    stop_loss=s.price_stop_loss, low=lo, high=hi)
+                    stop_loss=s.price_stop_loss, low=extremes[0], high=extremes[1])
                 if profit_levels or loss_levels:
                     digest = MilestoneDigest(self.symbol, self.strategy_name, self.exchange_name, self.frame_name,
                                              self.backtest, s, int(series.ts[first]), series.vwap[first:stop].copy(),
-                                             close_price, profit_levels, loss_levels)
+                                             profit_levels, loss_levels)
                     for record in digests:
                         record(digest)
                 return
         crossings = milestone_crossings(series.vwap[first:stop], position=s.position, price_open=s.price_open,
-                                        take_profit=s.price_take_profit, stop_loss=s.price_stop_loss,
-                                        close_price=close_price)
+                                        take_profit=s.price_take_profit, stop_loss=s.price_stop_loss)
 
         def emit(j: int, kind: str, level: int, percent: float) -> None:
-            price = close_price if j == stop else float(series.vwap[j])
-            self._emit_partial(kind, s, level, percent, price, int(series.ts[j]))
+            self._emit_partial(kind, s, level, percent, float(series.vwap[j]), int(series.ts[j]))
 
         if not per_candle:
             for offset, kind, level, percent in crossings:
@@ -606,8 +592,6 @@ class ClientStrategy:
             elif percent_sl > 0:
                 await self._callback("on_partial_loss", self.symbol, s, price, percent_sl, self.backtest)
             await self._callback("on_active", self.symbol, s, price, self.backtest)
-        for kind, level, percent in by_candle.get(stop, ()):
-            emit(stop, kind, level, percent)
 
     async def backtest_scheduled(self, series: Series, end_ms: int) -> TickResult:
         """Resolve the scheduled signal: ``cancelled``, or ``opened`` (then call ``backtest_open``)."""

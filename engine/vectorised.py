@@ -223,11 +223,9 @@ class ResolvedAhead:
         with np.errstate(invalid="ignore"):
             peak = np.where(active, pnl_percentages(long, price, np.where(long, outcomes.high, outcomes.low)), 0.0)
             trough = np.where(active, pnl_percentages(long, price, np.where(long, outcomes.low, outcomes.high)), 0.0)
-        # Milestones over the active prices and the closing one.
-        low = np.where(active, np.minimum(outcomes.low, close_price), close_price)
-        high = np.where(active, np.maximum(outcomes.high, close_price), close_price)
+        # Milestones over the prices while open (the closing candle reaches none).
         profit_levels, loss_levels = milestone_reach_many(long=long, price_open=price, take_profit=tp, stop_loss=sl,
-                                                          low=low, high=high)
+                                                          low=outcomes.low, high=outcomes.high)
         first = (pending_at - series.t0) // series.step
         self._opening = (long.tolist(), tp.tolist(), sl.tolist())
         self._closing = tuple(a.tolist() for a in (index, series.ts[index], close_vwap, reason, close_price, pnl, peak,

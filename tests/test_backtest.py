@@ -3,6 +3,7 @@
 import asyncio
 from datetime import datetime
 
+import msgspec
 import pytest
 
 import engine as bk
@@ -64,9 +65,10 @@ async def test_time_limit_closes_at_the_vwap_in_the_fast_path():
     register(steps((100, 27), (101, 33)), strategy=once(lambda: bk.SignalDto(
         position="long", price_take_profit=110, price_stop_loss=90, minute_estimated_time=20)), frame=(10, 50))
     r = (await collect())[1]
-    # Opened at minute 10: the tick at minute 30 expires it, on candle 29 (closed by then).
-    assert r.close_reason == "time_expired" and r.close_timestamp == minute(29)
-    assert r.pnl.price_close == pytest.approx(100.6)  # VWAP of minutes 25..29
+    # Opened at minute 10 with 20 minutes: the first candle with ts - pending_at >= 20 min is candle 30
+    # (the seed's rule; a live tick would expire it at minute 30 on candles 25..29, one candle earlier).
+    assert r.close_reason == "time_expired" and r.close_timestamp == minute(30)
+    assert r.pnl.price_close == pytest.approx(100.8)  # VWAP of candles 26..30
 
 
 async def test_scheduled_activation_opens_on_the_next_candle_and_resolves():
@@ -99,12 +101,16 @@ async def test_scheduled_signal_times_out_in_the_fast_path():
                                                               price_stop_loss=90)), frame=(10, 50))
     results = await collect()
     assert [r.action for r in results] == ["scheduled", "cancelled"]
-    assert results[1].reason == "timeout" and results[1].close_timestamp == minute(24)  # the tick at 25
+    # Scheduled at minute 10: candle 25 is the first with ts - scheduled_at >= 15 minutes.
+    assert results[1].reason == "timeout" and results[1].close_timestamp == minute(25)
 
 
 @pytest.mark.parametrize("trigger", ["vwap", "touch"])
 async def test_fast_path_matches_ticking_every_minute(trigger):
-    """The array resolution gives the same closes as the tick state machine run candle by candle."""
+    """The array resolution gives the same closes as the tick state machine run candle by candle,
+    but for the one known difference of SEMANTICS.md 5: the backtest's time limits (a position's
+    and a scheduled order's) expire one candle after the tick's. The reference states it by
+    ticking with one more minute on both."""
     bk.set_config(CC_PRICE_TRIGGER=trigger, CC_SCHEDULE_AWAIT_MINUTES=120)
     ex = SyntheticExchange(3000, start=datetime(2024, 1, 1, tzinfo=UTC), sigma=0.002)
     bk.add_exchange("syn", ex.get_candles)
@@ -128,8 +134,14 @@ async def test_fast_path_matches_ticking_every_minute(trigger):
     # Reference: the tick state machine, one tick per minute. Fast-path candle j is the tick at
     # minute j+1 (its VWAP then covers j-4..j); the backtest's next frame is that same minute, so
     # after a close the reference ticks that minute again (as the live loop does).
+    async def one_minute_more(symbol, when):
+        dto = await get_signal(symbol, when)
+        return dto if dto is None else msgspec.structs.replace(dto, minute_estimated_time=dto.minute_estimated_time + 1)
+
+    bk.set_config(CC_SCHEDULE_AWAIT_MINUTES=121)
     clock = Clock()
-    ticker = ClientStrategy(get_strategy("s"), symbol="BTC", exchange_name="syn", frame_name="f",
+    ticker = ClientStrategy(msgspec.structs.replace(get_strategy("s"), get_signal=one_minute_more), symbol="BTC",
+                            exchange_name="syn", frame_name="f",
                             feed=ExchangeFeed(ExchangeClient(get_exchange("syn"))), clock=clock, backtest=True)
     slow = []
     now, end = t0 + 60 * 60_000, t0 + 2900 * 60_000
@@ -149,6 +161,7 @@ async def test_fast_path_matches_ticking_every_minute(trigger):
     key = lambda r: (r.action, getattr(r, "close_reason", getattr(r, "reason", None)), r.signal.id,
                      r.signal.pending_at, r.signal.price_open, r.signal.peak_pnl, r.signal.trough_pnl)
     assert [key(r) for r in fast] == [key(r) for r in slow]
+    assert [r.signal.minute_estimated_time + 1 for r in fast] == [r.signal.minute_estimated_time for r in slow]
     for f, s in zip(fast, slow):
         assert f.close_timestamp + 60_000 == s.close_timestamp   # candle open time vs. tick time
         if f.action == "closed":
@@ -179,12 +192,12 @@ async def test_milestones_in_the_fast_path():
     register(prices, strategy=once(lambda: bk.SignalDto(position="long", price_take_profit=110,
                                                         price_stop_loss=95)), frame=(10, 45))
     results = await collect()
-    # The 5-candle VWAP climbs 104 -> 106 -> 108.8 (level 80), then 111.6 reaches TP 110: the close
-    # at TP is 100 % of the way, so 90 and 100 fire on the closing candle, at TP, before the close.
-    assert [p.level for p in profit] == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    # The 5-candle VWAP climbs 104 -> 106 -> 108.8 (level 80), then 111.6 reaches TP 110: the candle
+    # that closes the signal reaches no milestone, so 90 and 100 never fire.
+    assert [p.level for p in profit] == [10, 20, 30, 40, 50, 60, 70, 80]
     assert all(a.timestamp <= b.timestamp for a, b in zip(profit, profit[1:]))
     closed = results[-1]
-    assert [(p.current_price, p.timestamp) for p in profit[-2:]] == [(110.0, closed.close_timestamp)] * 2
+    assert profit[-1].current_price == pytest.approx(108.8) and profit[-1].timestamp < closed.close_timestamp
     assert closed.signal.peak_pnl == pytest.approx(bk.to_profit_loss(closed.signal, 108.8).pnl_percentage)
 
 

@@ -79,7 +79,7 @@ def _numpy(n: int) -> tuple[w.Trades, float, str]:
         if r < free_from:
             continue
         entry = price[r]
-        stop = min(r + w.MINUTES, n - 1)          # time limit, or the candle past the frame's end
+        stop = min(r + w.TIME_EXIT_ROWS, n - 1)   # time limit, or the candle past the frame's end
         window = price[r + 1:stop]
         hit = np.flatnonzero((window >= entry * (1 + w.TAKE_PROFIT)) | (window <= entry * (1 - w.STOP_LOSS)))
         if len(hit):
@@ -133,11 +133,11 @@ def _backtesting_py(n: int) -> tuple[w.Trades, float, str]:
             if self.trades:
                 trade = self.trades[0]
                 age = row - trade.entry_bar
-                if age == w.MINUTES - 1:
+                if age == w.TIME_EXIT_ROWS - 1:
                     # btk judges the time limit before TP/SL on the closing candle: drop them for it.
                     trade.sl = None
                     trade.tp = None
-                elif age >= w.MINUTES or row == n - 1:   # time limit, or the candle past the frame's end
+                elif age >= w.TIME_EXIT_ROWS or row == n - 1:   # time limit, or the candle past the frame's end
                     trade.close()            # fills at the next bar's open: this bar's price
                     closing = True
             if (not self.trades or closing) and w.FIRST_ROW <= row <= last and crossover(self.fast, self.slow):
@@ -155,7 +155,7 @@ def _backtesting_py(n: int) -> tuple[w.Trades, float, str]:
     entry_row = t["EntryBar"].to_numpy()
     exit_bar = t["ExitBar"].to_numpy()
     # A time exit (trade.close()) fills at the next bar's open, which is the closing candle's price.
-    timed = (exit_bar - entry_row > w.MINUTES) | (exit_bar == n)
+    timed = (exit_bar - entry_row > w.TIME_EXIT_ROWS) | (exit_bar == n)
     exit_row = np.where(timed, exit_bar - 1, exit_bar)
     entry_price, exit_price = t["EntryPrice"].to_numpy(), t["ExitPrice"].to_numpy()
     # backtesting.py applies its spread (our slippage) on entry only; btk slips the exit too.
@@ -206,11 +206,11 @@ def _vectorbt(n: int) -> tuple[w.Trades, float, str]:
         entries[:w.FIRST_ROW] = False
         entries[w.last_row(m) + 1:] = False
         pf = vbt.Portfolio.from_signals(
-            close, signal_func_nb=signal, signal_args=(entries, np.zeros(1, dtype=np.int64), w.MINUTES),
+            close, signal_func_nb=signal, signal_args=(entries, np.zeros(1, dtype=np.int64), w.TIME_EXIT_ROWS),
             open=open_, high=high, low=low, sl_stop=w.STOP_LOSS, tp_stop=w.TAKE_PROFIT,
             stop_exit_price=vbt.portfolio.enums.StopExitPrice.StopMarket,
-            adjust_sl_func_nb=keep_sl, adjust_sl_args=(w.MINUTES,),
-            adjust_tp_func_nb=keep_tp, adjust_tp_args=(w.MINUTES,),
+            adjust_sl_func_nb=keep_sl, adjust_sl_args=(w.TIME_EXIT_ROWS,),
+            adjust_tp_func_nb=keep_tp, adjust_tp_args=(w.TIME_EXIT_ROWS,),
             fees=w.FEE, slippage=w.SLIPPAGE, init_cash=1e12, freq="1min")
         return pf, price
 

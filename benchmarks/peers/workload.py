@@ -28,6 +28,9 @@ TAKE_PROFIT, STOP_LOSS, MINUTES = 0.02, 0.01, 120
 FEE, SLIPPAGE = 0.001, 0.001           # fractions, each side
 VWAP_CANDLES = 5
 FIRST_ROW = 59                         # the frame starts one hour in: the first decision sees candles 0..59
+# A position entered on row r opens at the minute after candle r opened (pending_at), so the candle
+# that opens MINUTES after that, row r + MINUTES + 1, closes it on time (SEMANTICS.md 5).
+TIME_EXIT_ROWS = MINUTES + 1
 
 
 def last_row(n: int) -> int:

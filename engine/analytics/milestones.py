@@ -67,10 +67,10 @@ class _Aggregate:
             s = d.signal
             for offset, kind, level, percent in milestone_crossings(
                     d.prices, position=s.position, price_open=s.price_open, take_profit=s.price_take_profit,
-                    stop_loss=s.price_stop_loss, close_price=d.close_price):
-                price = d.close_price if offset == len(d.prices) else float(d.prices[offset])
+                    stop_loss=s.price_stop_loss):
                 out.append(MilestoneEvent(d.first_time + offset * MINUTE_MS, kind, level, percent, d.symbol,
-                                          d.strategy_name, s.id, s.position, s.price_open, price, d.backtest))
+                                          d.strategy_name, s.id, s.position, s.price_open, float(d.prices[offset]),
+                                          d.backtest))
         return out
 
 
