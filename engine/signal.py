@@ -97,15 +97,26 @@ def row_minutes(value: float | None, config: GlobalConfig) -> float:
     return value if math.isinf(value) else int(value)
 
 
+def valid_minutes(minutes: np.ndarray, config: GlobalConfig) -> np.ndarray:
+    """``minutes_problem`` for many values at once: True where it finds nothing."""
+    lifetime = config.CC_MAX_SIGNAL_LIFETIME_MINUTES
+    with np.errstate(invalid="ignore"):
+        whole = np.isfinite(minutes) & (minutes > 0) & (np.trunc(minutes) == minutes) & (minutes <= lifetime)
+        return whole | (np.isposinf(minutes) & math.isinf(lifetime))
+
+
 def valid_market_signals(*, long: np.ndarray, take_profit: np.ndarray, stop_loss: np.ndarray, price: np.ndarray,
-                         minutes: float | None, config: GlobalConfig) -> np.ndarray:
+                         minutes: np.ndarray | float | None, config: GlobalConfig) -> np.ndarray:
     """For many market signals at once (opening at ``price``): True where ``signal_problems``
     would find nothing. The same comparisons on the same doubles, so a True here may skip the
-    check row by row; a False sends that row through it (for its messages)."""
+    check row by row; a False sends that row through it (for its messages). ``minutes``: one
+    value for every row (None: the default) or one per row."""
     with np.errstate(invalid="ignore", divide="ignore"):
         ok = np.isfinite(take_profit) & np.isfinite(stop_loss) & np.isfinite(price)
         ok &= (take_profit > 0) & (stop_loss > 0) & (price > 0)
-        if minutes_problem(minutes, config):
+        if isinstance(minutes, np.ndarray):
+            ok &= valid_minutes(minutes.astype(np.float64), config)
+        elif minutes_problem(minutes, config):
             return np.zeros(len(price), dtype=bool)      # minutes is wrong for every row
         ok &= np.where(long, (take_profit > price) & (price > stop_loss), (stop_loss > price) & (price > take_profit))
         tp_dist = np.abs(take_profit - price) / price * 100.0

@@ -250,9 +250,9 @@ class ClientStrategy:
     def open_planned(self, ahead: Any, k: int, when: int, price: float) -> TickOpened:
         """``accept_signal`` for the ``k``-th signal row of ``ahead`` (a valid market row at
         ``price``) when ``plain()``: the same signal row, state and ``opened`` event."""
-        position, take_profit, stop_loss, note = ahead.opening(k)
+        position, take_profit, stop_loss, minutes, note = ahead.opening(k)
         row = SignalRow(signal_id(self.strategy_name, self.symbol, when), position, price, take_profit, stop_loss,
-                        ahead.minutes, self.symbol, self.strategy_name, self.exchange_name, self.frame_name,
+                        minutes, self.symbol, self.strategy_name, self.exchange_name, self.frame_name,
                         when, when, note)
         self.pending = row
         self.planned = k

@@ -26,7 +26,7 @@ import numpy as np
 from .fastpath import OpenOutcomes, milestone_reach_many, resolve_open_many
 from .interval import MINUTE_MS, align, interval_ms
 from .pnl import pnl_percentages
-from .signal import row_minutes, valid_market_signals
+from .signal import valid_market_signals
 from .types import Candles, SignalDto
 
 
@@ -152,9 +152,8 @@ class SignalTable:
         None when the loaded candles cannot say (prices not cleared of anomalies)."""
         if not series.anomaly_free or not len(self.rows):
             return None
-        max_minutes = config.CC_MAX_SIGNAL_LIFETIME_MINUTES
-        minutes = self.column(self._minutes, max_minutes)
-        minutes = np.where(np.isinf(minutes), minutes, np.trunc(minutes))     # as the signal row stores it
+        given_minutes = self.column(self._minutes, config.CC_MAX_SIGNAL_LIFETIME_MINUTES)
+        minutes = np.where(np.isinf(given_minutes), given_minutes, np.trunc(given_minutes))   # as a row stores it
         long = np.ones(len(self.rows), dtype=bool) if self._short is None else ~self._short[self.rows]
         pending_at = times[self.rows]
         tp, sl = self.column(self._tp, np.nan), self.column(self._sl, np.nan)
@@ -166,13 +165,12 @@ class SignalTable:
         # Market rows found valid at their price (what get_average_price gives there) in one pass:
         # those may open without signal_problems, and without the general path (the lane).
         price = frame_prices(series, pending_at)
-        if self._open is None and (self._minutes is None or isinstance(self._minutes, float)):
+        if self._open is None:
             valid = valid_market_signals(long=long, take_profit=tp, stop_loss=sl, price=price,
-                                         minutes=self._minutes, config=config)
+                                         minutes=given_minutes, config=config)
         else:
             valid = np.zeros(len(self.rows), dtype=bool)
-        return ResolvedAhead(series, pending_at, long, price, valid, tp, sl, minutes, outcomes,
-                             self._notes, self._minutes, config)
+        return ResolvedAhead(series, pending_at, long, price, valid, tp, sl, minutes, outcomes, self._notes)
 
     def at(self, row: int) -> SignalDto | None:
         """The signal on ``row``, or None."""
@@ -202,11 +200,11 @@ class ResolvedAhead:
     row's (another entry time or other levels). ``opening(k)`` / ``closing(k)`` serve the lane
     (``ClientStrategy.open_planned`` / ``close_planned``) for valid market rows."""
 
-    __slots__ = ("series", "_general", "_lists", "_valid_price", "_notes", "_opening", "_closing", "minutes")
+    __slots__ = ("series", "_general", "_lists", "_valid_price", "_notes", "_opening", "_closing")
 
     def __init__(self, series: Any, pending_at: np.ndarray, long: np.ndarray, price: np.ndarray, valid: np.ndarray,
                  tp: np.ndarray, sl: np.ndarray, minutes: np.ndarray, outcomes: OpenOutcomes,
-                 notes: tuple[str, str], signal_minutes: float | None, config: Any):
+                 notes: tuple[str, str]):
         self.series = series        # the indices below are this series' (growing it makes a new one)
         index = outcomes.index
         reason = np.where(outcomes.take_profit, 0, np.where(outcomes.stop_loss, 1, 2))     # in _REASONS
@@ -215,7 +213,6 @@ class ResolvedAhead:
         self._lists: tuple[list[Any], list[Any], list[Any]] | None = None     # get()'s, on first use
         self._valid_price = np.where(valid, price, np.nan).tolist()
         # The lane's values, one list per field (read only on the valid market rows).
-        self.minutes = row_minutes(signal_minutes, config)
         self._notes = notes
         close_vwap = series.vwap[index]
         close_price = np.where(outcomes.take_profit, tp, np.where(outcomes.stop_loss, sl, close_vwap))
@@ -227,7 +224,7 @@ class ResolvedAhead:
         profit_levels, loss_levels = milestone_reach_many(long=long, price_open=price, take_profit=tp, stop_loss=sl,
                                                           low=outcomes.low, high=outcomes.high)
         first = (pending_at - series.t0) // series.step
-        self._opening = (long.tolist(), tp.tolist(), sl.tolist())
+        self._opening = (long.tolist(), tp.tolist(), sl.tolist(), minutes.tolist())
         self._closing = tuple(a.tolist() for a in (index, series.ts[index], close_vwap, reason, close_price, pnl, peak,
                                                    trough, active, first, series.ts[first], profit_levels,
                                                    loss_levels))
@@ -252,10 +249,12 @@ class ResolvedAhead:
         price = self._valid_price[k]
         return None if price != price else price
 
-    def opening(self, k: int) -> tuple[str, float, float, str]:
-        """``(position, take_profit, stop_loss, note)`` of a valid market row."""
-        long, tp, sl = self._opening
-        return ("long", tp[k], sl[k], self._notes[0]) if long[k] else ("short", tp[k], sl[k], self._notes[1])
+    def opening(self, k: int) -> tuple[str, float, float, float | int, str]:
+        """``(position, take_profit, stop_loss, minute_estimated_time, note)`` of a valid market row
+        (the minutes as a signal row stores them: whole, or inf)."""
+        long, tp, sl, minutes = self._opening
+        m = minutes[k] if math.isinf(minutes[k]) else int(minutes[k])
+        return ("long", tp[k], sl[k], m, self._notes[0]) if long[k] else ("short", tp[k], sl[k], m, self._notes[1])
 
     def closing(self, k: int) -> tuple[Any, ...]:
         """``(index, close_time, vwap, reason, close_price, pnl, peak, trough, active, first,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -186,6 +187,46 @@ async def test_throttled_limit_entries_shorts_and_risk_give_the_same_backtest(se
     assert any(isinstance(e, bk.RiskEvent) for e in events_per_frame)
     assert vectorised == per_frame
     assert events_vectorised == events_per_frame
+
+
+def _minutes_of(times):
+    """A time limit per frame time: 30, 45, 60 or 75 minutes."""
+    return 30 + (times // 60_000 % 4) * 15
+
+
+async def _dip_market_signal(symbol, when):
+    dto = await _dip_signal(symbol, when)
+    if dto is None:
+        return None
+    return msgspec.structs.replace(dto, price_open=None, minute_estimated_time=int(_minutes_of(to_ms(when))))
+
+
+def _dip_market_signals(per_signal: bool):
+    async def get_signals(symbol, frame: bk.SignalFrame) -> bk.Signals:
+        answer = await _dip_signals(symbol, frame)
+        minutes = _minutes_of(frame.times)
+        if per_signal:
+            minutes = minutes[answer.long | answer.short]
+        return bk.Signals(long=answer.long, short=answer.short, price_take_profit=answer.price_take_profit,
+                          price_stop_loss=answer.price_stop_loss, minute_estimated_time=minutes, note=answer.note)
+    return get_signals
+
+
+@pytest.mark.parametrize("per_signal", [False, True])
+async def test_a_time_limit_per_row_gives_the_same_backtest_and_takes_the_lane(seeded_store, monkeypatch, per_signal):
+    """``minute_estimated_time`` as an array (one per frame time, or one per signal), as documented."""
+    from engine.strategy import ClientStrategy
+    await open_workspace(seeded_store)
+    bk.add_strategy("dips", _dip_market_signal, get_signals=_dip_market_signals(per_signal))
+    per_frame, _ = await _backtest("BTCUSDT", "dips", "bundled-btcusdt", vectorised=False, listen=False)
+    lane = []
+    original = ClientStrategy.open_planned
+    monkeypatch.setattr(ClientStrategy, "open_planned", lambda self, *a: lane.append(a[1]) or original(self, *a))
+    vectorised, _ = await _backtest("BTCUSDT", "dips", "bundled-btcusdt", vectorised=True, listen=False)
+    closed = [r for r in per_frame if r.action == "closed"]
+    assert len({r.signal.minute_estimated_time for r in closed}) == 4 and len(lane) == len(closed) > 20
+    assert any(r.close_reason == "time_expired" for r in closed)
+    assert vectorised == per_frame
 
 
 async def test_idle_ticks_are_the_same_when_someone_watches_them(seeded_store):
