@@ -17,6 +17,7 @@ import msgspec
 
 import engine as bk
 from engine.interval import interval_ms, iso, to_ms
+from engine.log import describe_error
 from engine.store import CandleFileError, connect, default_store_path, import_candles, read_candle_file, summaries
 
 from engine.exchange.bundled import ensure_seeded
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         print("btk: interrupted", file=sys.stderr)
         return 130
     except Exception as e:
-        print(f"btk: {type(e).__name__}: {one_line(e)}", file=sys.stderr)
+        print(f"btk: {describe_error(e)}", file=sys.stderr)
         return 1
 
 

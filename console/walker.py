@@ -83,16 +83,24 @@ async def run_walker(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.finish()
     keys = symbols + ([OVERALL] if len(symbols) > 1 else [])
-    all_results = [await bk.Walker.get_data(k, walker_name=args.walker) for k in keys]
-    if errors:
-        print(f"btk: {len(errors)} error(s) during the walk, first: {type(errors[0].error).__name__}: "
-              f"{one_line(errors[0].error)}", file=sys.stderr)
+    all_results = [r for r in [await bk.Walker.get_data(k, walker_name=args.walker) for k in keys] if r is not None]
+    per_symbol = [r for r in all_results if r.symbol != OVERALL]
+    cells = [(r.symbol, row) for r in per_symbol for row in r.rows]
+    failed = [(symbol, row) for symbol, row in cells if row.error is not None and row.error != "not run"]
     if args.report:
-        atomic_write(args.report, "\n".join(walker_report(r) for r in all_results if r is not None).encode())
+        atomic_write(args.report, "\n".join(walker_report(r) for r in all_results).encode())
     if args.json:
-        docs = [results_doc(r) for r in all_results if r is not None]
+        docs = [results_doc(r) for r in all_results]
         doc = docs[0] if len(docs) == 1 else {**docs[-1], "symbols": {d["symbol"]: d for d in docs[:-1]}}
+        doc["errors"] = len(failed)
         sys.stdout.buffer.write(msgspec.json.encode(doc) + b"\n")
     else:
-        print("\n\n".join(leaderboard(r) for r in all_results if r is not None))
+        print("\n\n".join(leaderboard(r) for r in all_results))
+    if failed:
+        symbol, row = failed[0]
+        print(f"btk: {len(failed)} of {len(cells)} cells failed, first: {row.strategy_name} on {symbol}: "
+              f"{one_line(row.error)}", file=sys.stderr)
+        return 1
+    if errors:
+        print(f"btk: {len(errors)} error(s) during the walk, first: {one_line(errors[0].error)}", file=sys.stderr)
     return 0

@@ -23,6 +23,7 @@ import msgspec
 
 from .config import get_config, reset_config, set_config
 from .events import bus
+from .log import describe_error
 from .exchange.bundled import StoreExchange
 from .registry import StrategySchema, get_exchange, get_frame, get_risk, get_strategy
 from .stats import BacktestStatistics, backtest_statistics
@@ -32,7 +33,8 @@ CELL_FORMAT = "btk-cell-1"
 
 
 class Ref(msgspec.Struct, frozen=True):
-    """Where a worker finds a function: ``module`` (importable) or ``file`` (a user file), then ``name``."""
+    """Where a worker finds a function: the module ``module`` (imported by name where that name
+    finds ``file``, else loaded from ``file``: a user's ``--load`` file), then ``name``."""
 
     module: str
     name: str
@@ -131,8 +133,7 @@ def ref_of(fn: Any) -> Ref | None:
         name = next((k for k, v in vars(module).items() if v is fn), None)
     if name is None:
         return None
-    importable = module_name != "__main__" and importlib.util.find_spec(module_name) is not None
-    return Ref(module_name, name, None if importable else _module_file(module_name))  # type: ignore[arg-type]
+    return Ref(module_name, name, _module_file(module_name))  # type: ignore[arg-type]
 
 
 def strategy_spec(schema: StrategySchema, *, portable: bool) -> StrategySpec:
@@ -197,7 +198,7 @@ async def run_cell_async(cell: Cell) -> CellResult:
     except Exception as exc:
         bus.report(exc, where="walker cell", symbol=cell.symbol, strategy_name=cell.strategy.strategy_name,
                    exchange_name=cell.exchange.exchange_name, frame_name=cell.frame_name, backtest=True)
-        return CellResult(cell.strategy.strategy_name, cell.symbol, cell.key, error=f"{type(exc).__name__}: {exc}",
+        return CellResult(cell.strategy.strategy_name, cell.symbol, cell.key, error=describe_error(exc),
                           seconds=time.perf_counter() - started)
     return CellResult(cell.strategy.strategy_name, cell.symbol, cell.key, stats=backtest_statistics(state.closed),
                       seconds=time.perf_counter() - started)
@@ -210,17 +211,33 @@ def run_cell(cell: Cell) -> CellResult:
         _prepare_worker(cell)
     except Exception as exc:
         return CellResult(cell.strategy.strategy_name, cell.symbol, cell.key,
-                          error=f"worker could not load the cell: {type(exc).__name__}: {exc}")
+                          error=f"worker could not load the cell: {describe_error(exc)}")
     return asyncio.run(run_cell_async(cell))
 
 
 _loaded_files: dict[str, Any] = {}
 
 
+def _importable_as(module_name: str, file: str | None) -> bool:
+    """Whether importing ``module_name`` here finds ``file`` (or, without a file, anything).
+    A user's file loaded by path (``btk --load grid.py``) is found by no name in a worker."""
+    if module_name == "__main__":
+        return False
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        return False
+    if spec is None:
+        return False
+    return file is None or (spec.origin is not None and Path(spec.origin).resolve() == Path(file).resolve())
+
+
 def resolve(ref: Ref) -> Any:
-    if ref.file is not None:
+    if ref.file is not None and not _importable_as(ref.module, ref.file):
         module = _loaded_files.get(ref.file)
         if module is None:
+            if not Path(ref.file).is_file():
+                raise ImportError(f"{ref.file} (where {ref.module}.{ref.name} was defined) is not on this machine")
             spec = importlib.util.spec_from_file_location(ref.module, ref.file)
             if spec is None or spec.loader is None:
                 raise ImportError(f"cannot load {ref.file}")

@@ -271,3 +271,57 @@ async def test_background_walk_can_be_stopped_and_listed(store):
     not_run = [r.strategy_name for r in results.rows if r.error == "not run"]
     assert sorted(not_run) == sorted(names[len(finished):])
     stop()   # stopping a finished walk is harmless
+
+
+GRID_FILE = '''
+import engine as bk
+from strategies import sma_cross
+
+
+def make_signal(fast, slow):
+    """The user's own factory: defined in this file, which workers know only by its path."""
+    return sma_cross.make_signal(fast=fast, slow=slow)
+
+
+names = bk.add_sweep("mine", make_signal, {"fast": [5, 10], "slow": [30, 60]})
+bk.add_walker("mygrid", exchange_name="bundled", frame_name="bundled-2018", strategies=names,
+              symbols=["ETHBTC"])
+'''
+
+
+def btk_user(*args, home, cwd):
+    """``btk`` as a user runs it: the installed command, from the user's own folder."""
+    command = Path(sys.executable).with_name("btk")
+    argv = [str(command)] if command.exists() else [sys.executable, "-m", "console.cli"]
+    env = {**os.environ, "BTK_HOME": str(home)}
+    return subprocess.run([*argv, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("executor", ["process", "dask"])
+def test_a_sweep_from_a_loaded_file_runs_on_workers_as_inline(tmp_path, executor):
+    """``btk --load grid.py walker mygrid --executor process`` (the README's way): workers load the
+    user's file by its path; the table is the inline one."""
+    (tmp_path / "grid.py").write_text(GRID_FILE)
+    home = tmp_path / "home"
+    inline = btk_user("--load", "grid.py", "walker", "mygrid", "--json", "--fresh", home=home, cwd=tmp_path)
+    assert inline.returncode == 0, inline.stderr
+    pooled = btk_user("--load", "grid.py", "walker", "mygrid", "--executor", executor, "--workers", "2", "--json",
+                      "--fresh", home=home, cwd=tmp_path)
+    assert pooled.returncode == 0, pooled.stderr
+    a, b = json.loads(inline.stdout), json.loads(pooled.stdout)
+    assert [r["error"] for r in b["results"]] == [None] * 4 and b["errors"] == 0
+    rows = lambda doc: [(r["strategy_name"], r["metric_value"], r["stats"]) for r in doc["results"]]
+    assert rows(a) == rows(b) and sum(r["total_signals"] for r in b["results"]) > 20
+
+
+def test_a_walk_with_failed_cells_exits_1_and_its_json_shows_each_error(tmp_path):
+    out = btk("walker", "samples", "--symbol", "BTCUSDT,NOPE", "--json", home=tmp_path)
+    assert out.returncode == 1
+    doc = json.loads(out.stdout)
+    failed = doc["symbols"]["NOPE"]["results"]
+    assert doc["errors"] == len(failed) == len(strategies.SAMPLES)
+    assert all("NOPE" in r["error"] for r in failed)
+    assert all(r["error"] is None for r in doc["symbols"]["BTCUSDT"]["results"])
+    assert "failed" in out.stderr and "Traceback" not in out.stderr
+    every = btk("walker", "samples", "--symbol", "NOPE", home=tmp_path)
+    assert every.returncode == 1 and every.stderr.count("\n") == 1, every.stderr

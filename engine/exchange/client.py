@@ -14,7 +14,7 @@ from typing import Any
 
 from ..config import get_config
 from ..interval import interval_ms, iso, to_datetime
-from ..log import get_logger
+from ..log import describe_error, get_logger
 from ..registry import ExchangeSchema
 from ..types import Candles
 from .checks import CandleDataError, check_answer, check_values, values_look_fine
@@ -101,7 +101,7 @@ class ExchangeClient:
         if isinstance(last, CandleDataError):
             raise last
         raise ExchangeError(f"{self.name}: get_candles({symbol}, {interval}, limit {limit}) failed after "
-                            f"{attempts} attempt(s): {type(last).__name__}: {last}") from last
+                            f"{attempts} attempt(s): {describe_error(last)}") from last
 
     async def format_price(self, symbol: str, price: float) -> str:
         return await self._format(self.schema.format_price, symbol, price, 8)
