@@ -18,7 +18,7 @@ import msgspec
 import engine as bk
 from engine.interval import interval_ms, iso, to_ms
 from engine.log import describe_error
-from engine.store import CandleFileError, connect, default_store_path, import_candles, read_candle_file, summaries
+from engine.store import CandleFileError, StoreError, connect, default_store_path, import_candles, read_candle_file, summaries
 
 from engine.exchange.bundled import ensure_seeded
 
@@ -133,6 +133,9 @@ def _console(args: argparse.Namespace) -> int:
     except WorkspaceError as e:
         print(f"btk: {e}", file=sys.stderr)
         return 2
+    except StoreError as e:
+        print(f"btk: {e}", file=sys.stderr)
+        return 1
     config = ConsoleConfig(store=store, speed=speed)
     if args.console_state_dir is not None:
         config.state_dir = args.console_state_dir

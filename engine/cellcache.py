@@ -8,6 +8,7 @@ decodes (written by another engine version) is treated as missing and overwritte
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import aiosqlite
 import msgspec
 
 from .cells import CellResult
+from .log import get_logger
 from .store import default_home
 
 SCHEMA = """
@@ -39,6 +41,18 @@ class CellCache:
 
     async def __aenter__(self) -> CellCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = await self._open()
+        except sqlite3.DatabaseError as exc:
+            # Only a cache: keep the damaged file for a look, and start an empty one.
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+            os.replace(self.path, aside)
+            get_logger().warning("btk: the walker cell cache %s could not be read (%s); moved it to %s and "
+                                 "started an empty one", self.path, exc, aside)
+            self._db = await self._open()
+        return self
+
+    async def _open(self) -> aiosqlite.Connection:
         db = await aiosqlite.connect(self.path)
         try:
             await db.execute("PRAGMA journal_mode=WAL")
@@ -47,8 +61,7 @@ class CellCache:
         except BaseException:
             await db.close()
             raise
-        self._db = db
-        return self
+        return db
 
     async def __aexit__(self, *exc: object) -> None:
         if self._db is not None:

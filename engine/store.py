@@ -12,6 +12,7 @@ import gzip
 import io
 import math
 import os
+import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -66,12 +67,29 @@ def default_store_path() -> Path:
     return default_home() / "btk.sqlite3"
 
 
+class StoreError(RuntimeError):
+    """The candle store cannot be opened or used; the message names the file and what to do."""
+
+
 async def connect(path: str | os.PathLike[str]) -> aiosqlite.Connection:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    db = await aiosqlite.connect(str(path), timeout=30)
-    await db.execute("PRAGMA journal_mode=WAL")
-    await db.execute("PRAGMA synchronous=NORMAL")
-    await db.executescript(SCHEMA)
+    """Open the store (creating it), or raise ``StoreError`` naming the file; a connection that
+    fails half-way is closed (an open one would keep the process alive)."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(str(path), timeout=30)
+    except (OSError, sqlite3.Error) as e:
+        raise StoreError(f"cannot open the candle store {path}: {e}") from None
+    try:
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.executescript(SCHEMA)
+    except sqlite3.DatabaseError as e:
+        await db.close()
+        raise StoreError(f"{path} is not a btk candle store ({e}): move it aside, or give another with --store "
+                         "or BTK_HOME") from None
+    except BaseException:
+        await db.close()
+        raise
     return db
 
 

@@ -162,3 +162,25 @@ def test_live_rejects_bad_arguments_with_a_reason(home, tmp_path):
     assert out.returncode == 2 and "speed must be a number >= 0" in out.stderr
     out = btk("live", "nosuch", home=home)
     assert out.returncode == 2 and "unknown strategy 'nosuch'" in out.stderr
+
+
+@pytest.mark.parametrize("args", [("data", "list"), ("backtest", "sma_cross"), ("strategies",), ()])
+def test_a_store_that_is_not_a_database_fails_clearly_and_never_hangs(tmp_path, args):
+    """``echo x > $BTK_HOME/btk.sqlite3``: every command (and the console, before it opens) names the
+    file and exits 1; the connection that failed half-way is closed, so the process ends."""
+    (tmp_path / "btk.sqlite3").write_text("x\n")
+    out = btk(*args, home=tmp_path)          # the helper's timeout fails the test on a hang
+    assert out.returncode == 1
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert f"{tmp_path / 'btk.sqlite3'} is not a btk candle store" in out.stderr
+    assert (tmp_path / "btk.sqlite3").read_text() == "x\n"      # what was there is left as it was
+
+
+async def test_a_damaged_cell_cache_is_moved_aside_and_the_walk_goes_on(tmp_path):
+    from engine.cellcache import CellCache
+    path = tmp_path / "cells.sqlite"
+    path.write_bytes(b"not a database at all" * 100)
+    async with CellCache(path) as cache:
+        assert await cache.count() == 0
+    aside = list(tmp_path.glob("cells.sqlite.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes().startswith(b"not a database")
