@@ -18,13 +18,13 @@ import msgspec
 import engine as bk
 from engine.interval import interval_ms, iso, to_ms
 from engine.log import describe_error
-from engine.store import CandleFileError, StoreError, connect, default_store_path, import_candles, read_candle_file, summaries
+from engine.store import CandleFileError, StoreError, connect, delete_candles, default_store_path, import_candles, read_candle_file, summaries
 
-from engine.exchange.bundled import ensure_seeded
+from engine.exchange.bundled import BUNDLED, ensure_seeded
 
 from .progress import ProgressBar
 from .usage import UsageError, one_line, parse_time
-from .workspace import WorkspaceError, open_workspace, stored_frame, stored_markets
+from .workspace import WorkspaceError, open_workspace, reserved_exchange_name, stored_frame, stored_markets
 
 def bk_executors() -> tuple[str, ...]:
     from engine.executors import EXECUTORS
@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--symbol", required=True)
     imp.add_argument("--interval", default="1m")
     data_sub.add_parser("list", help="what is stored: symbol, interval, first, last, rows, gaps")
+    delete = data_sub.add_parser("delete", help="delete an exchange's stored candles (one symbol, or all)")
+    delete.add_argument("--exchange", required=True)
+    delete.add_argument("--symbol", help="only this symbol (default: every symbol of the exchange)")
+    delete.add_argument("--yes", action="store_true", help="do not ask first")
 
     sub.add_parser("strategies", help="list the registered strategies")
     return parser
@@ -147,6 +151,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
     store = args.store or default_store_path()
     if args.command == "data" and args.data_command == "import":
         return await _data_import(args, store)
+    if args.command == "data" and args.data_command == "delete":
+        return await _data_delete(args, store)
     await open_workspace(store, args.load)
     if args.command == "data":
         return await _data_list(store)
@@ -175,6 +181,10 @@ async def _data_import(args: argparse.Namespace, store: Path) -> int:
         raise UsageError(str(e)) from None
     if not args.symbol.strip() or not args.exchange.strip():
         raise UsageError("--symbol and --exchange must not be empty")
+    refusal = reserved_exchange_name(args.exchange)
+    if refusal:
+        raise UsageError(f"--exchange {args.exchange!r}: {refusal}; import under another name, e.g. "
+                         f"--exchange {args.exchange}-csv")
     candles = read_candle_file(args.file, interval=args.interval)
     await ensure_seeded(store)  # seed first, so the bundled data never lands on top of user data
     db = await connect(store)
@@ -185,6 +195,32 @@ async def _data_import(args: argparse.Namespace, store: Path) -> int:
     print(f"imported {result.inserted} of {result.rows_read} candles into {args.exchange} {args.symbol} "
           f"{args.interval} ({result.already_stored} already stored"
           f"{f', {result.conflicts} differing from the stored values, which were kept' if result.conflicts else ''})")
+    return 0
+
+
+async def _data_delete(args: argparse.Namespace, store: Path) -> int:
+    if args.exchange == BUNDLED:
+        raise UsageError("the bundled candles come with btk and the console's samples use them: they cannot be "
+                         "deleted (import your own under another exchange name)")
+    db = await connect(store)
+    try:
+        stored = [s for s in await summaries(db)
+                  if s.exchange == args.exchange and (args.symbol is None or s.symbol == args.symbol)]
+        what = f"{args.exchange} {args.symbol}" if args.symbol else f"{args.exchange} (every symbol)"
+        if not stored:
+            raise UsageError(f"nothing stored for {what} (see `btk data list`)")
+        rows = sum(s.rows for s in stored)
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise UsageError(f"this would delete {rows:,} candles of {what}: add --yes to do it")
+            answer = input(f"delete {rows:,} candles of {what} from {store}? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing deleted", file=sys.stderr)
+                return 0
+        deleted = await delete_candles(db, args.exchange, args.symbol)
+    finally:
+        await db.close()
+    print(f"deleted {deleted:,} candles of {what}")
     return 0
 
 

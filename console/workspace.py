@@ -10,7 +10,9 @@ from pathlib import Path
 import engine as bk
 import strategies
 from engine.exchange.bundled import BUNDLED, StoreExchange, ensure_seeded
+from engine.exchange.replay import REPLAY
 from engine.interval import MINUTE_MS, iso
+from engine.log import get_logger
 from engine.store import DEFAULT_WARMUP_MINUTES, connect, default_store_path, exchanges_in, series_summary, summaries
 from strategies import sma_cross
 
@@ -32,7 +34,11 @@ async def open_workspace(store_path: Path | None = None, load: list[str] | None 
         await db.close()
     registered = {e.exchange_name for e in bk.list_exchanges()}
     for name in exchanges_in(stored):
-        if name not in registered:
+        if name == REPLAY:
+            get_logger().warning("btk: stored candles under the exchange name %r are not served: the name is the "
+                                 "replay's (`btk data delete --exchange %s`, then import them under another)",
+                                 name, name)
+        elif name not in registered:
             bk.add_exchange(name, StoreExchange(name, path).get_candles, note=f"candle store {path}")
     strategies.register_all()
     register_sample_walkers(stored)
@@ -103,6 +109,18 @@ async def stored_markets(store: Path) -> list[tuple[str, str]]:
         return [(s.exchange, s.symbol) for s in await summaries(db) if s.interval == "1m"]
     finally:
         await db.close()
+
+
+def reserved_exchange_name(name: str) -> str | None:
+    """Why stored candles may not be kept under the exchange ``name`` (None: they may): ``replay``
+    names the replay of stored candles, and a ccxt id would make ``--exchange ID`` read the store
+    instead of the exchange."""
+    if name == REPLAY:
+        return "the name is the replay exchange's (paper trading on stored candles)"
+    from engine.exchange.ccxt_exchange import ccxt_exchange_ids
+    if name in ccxt_exchange_ids():
+        return f"{name} is a ccxt exchange id: `--exchange {name}` must reach that exchange, not stored files"
+    return None
 
 
 def registered_or_ccxt(exchange: str) -> str:

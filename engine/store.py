@@ -220,6 +220,22 @@ async def series_summary(db: aiosqlite.Connection, exchange: str, symbol: str, i
                          (last - first) // step_of(interval) + 1 - count)
 
 
+async def delete_candles(db: aiosqlite.Connection, exchange: str, symbol: str | None = None) -> int:
+    """Delete the stored candles of ``exchange`` (every interval; one ``symbol`` or all); returns how many."""
+    where, args = "exchange=?", [exchange]
+    if symbol is not None:
+        where, args = where + " AND symbol=?", args + [symbol]
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        cursor = await db.execute(f"DELETE FROM candles WHERE {where}", args)
+        deleted = cursor.rowcount
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return deleted
+
+
 async def get_meta(db: aiosqlite.Connection, key: str) -> str | None:
     async with db.execute("SELECT value FROM meta WHERE key=?", (key,)) as cur:
         row = await cur.fetchone()

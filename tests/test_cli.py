@@ -184,3 +184,52 @@ async def test_a_damaged_cell_cache_is_moved_aside_and_the_walk_goes_on(tmp_path
         assert await cache.count() == 0
     aside = list(tmp_path.glob("cells.sqlite.corrupt-*"))
     assert len(aside) == 1 and aside[0].read_bytes().startswith(b"not a database")
+
+
+@pytest.mark.parametrize("exchange, message", [
+    ("replay", "the replay exchange's"), ("binance", "binance is a ccxt exchange id"),
+])
+def test_data_import_refuses_reserved_names_and_ccxt_ids(tmp_path, exchange, message):
+    csv = _csv(tmp_path / "c.csv", [(T0_MS + i * 60_000, 10, 11, 9, 10.5, 3) for i in range(5)])
+    out = btk("data", "import", str(csv), "--exchange", exchange, "--symbol", "BTCUSDT", home=tmp_path)
+    assert out.returncode == 2 and message in out.stderr and len(out.stderr.splitlines()) == 1
+    assert exchange not in btk("data", "list", home=tmp_path).stdout
+
+
+async def test_candles_stored_as_replay_before_the_refusal_do_not_break_live(tmp_path):
+    """A store made before the refusal holds an exchange 'replay': the workspace leaves it alone, so
+    `btk live` keeps its replay, and `btk data delete` removes it."""
+    from engine.store import import_candles
+    from engine.exchange.bundled import ensure_seeded
+    await ensure_seeded(tmp_path / "btk.sqlite3")
+    db = await connect(tmp_path / "btk.sqlite3")
+    try:
+        await import_candles(db, "replay", "AAA", "1m", bk.Candles.from_candles(
+            [bk.Candle(T0_MS + i * 60_000, 10, 11, 9, 10.5, 1) for i in range(30)]))
+    finally:
+        await db.close()
+    out = btk("live", "sma_cross", "--speed", "0", "--from", "2023-03-10", "--to", "2023-03-10T00:30", "--quiet",
+              "--state-dir", str(tmp_path / "state"), home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "already registered" not in out.stderr
+    refused = btk("data", "delete", "--exchange", "replay", home=tmp_path)
+    assert refused.returncode == 2 and "add --yes" in refused.stderr       # not a terminal: never silently
+    deleted = btk("data", "delete", "--exchange", "replay", "--yes", home=tmp_path)
+    assert deleted.returncode == 0 and "deleted 30 candles of replay" in deleted.stdout
+    listed = btk("data", "list", home=tmp_path).stdout
+    assert "replay" not in listed and "BTCUSDT" in listed
+
+
+def test_data_delete_one_symbol_keeps_the_rest_and_refuses_what_is_not_there(tmp_path):
+    rows = [(T0_MS + i * 60_000, 10, 11, 9, 10.5, 3) for i in range(5)]
+    for symbol in ("AAA", "BBB"):
+        assert btk("data", "import", str(_csv(tmp_path / f"{symbol}.csv", rows)), "--exchange", "mine", "--symbol",
+                   symbol, home=tmp_path).returncode == 0
+    out = btk("data", "delete", "--exchange", "mine", "--symbol", "AAA", "--yes", home=tmp_path)
+    assert out.returncode == 0 and "deleted 5 candles of mine AAA" in out.stdout
+    listed = [line.split()[:2] for line in btk("data", "list", home=tmp_path).stdout.splitlines()]
+    assert ["mine", "BBB"] in listed and ["mine", "AAA"] not in listed
+    again = btk("data", "delete", "--exchange", "mine", "--symbol", "AAA", "--yes", home=tmp_path)
+    assert again.returncode == 2 and "nothing stored for mine AAA" in again.stderr
+    bundled = btk("data", "delete", "--exchange", "bundled", "--yes", home=tmp_path)
+    assert bundled.returncode == 2 and "cannot be deleted" in bundled.stderr
