@@ -17,8 +17,7 @@ from .events import (
     listen_signal_backtest_once, listen_signal_live, listen_signal_live_once, listen_signal_once,
     listen_validation, listen_walker, listen_walker_complete, listen_walker_once, listen_walker_progress,
 )
-from .exchange.checks import CandleDataError
-from .exchange.client import ExchangeError
+from .exchange.errors import CandleDataError, CandlesUnavailable, ExchangeError, HistoryUnavailable
 from .exchange.replay import ReplayExchange, add_replay_exchange
 from .functions import format_price, format_quantity, get_average_price, get_candles
 from .log import set_logger

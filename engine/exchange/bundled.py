@@ -23,18 +23,13 @@ import numpy as np
 from ..interval import MINUTE_MS, interval_ms, iso, to_ms
 from ..store import connect, get_meta, import_candles, last_before, read_candle_file, read_range, series_summary, set_meta
 from ..types import Candles
+from .errors import CandlesUnavailable
 
 BUNDLED = "bundled"
 # symbol -> file in engine/data (bump SEED_VERSION when the files change)
 BUNDLED_FILES = {"BTCUSDT": "binanceus_BTCUSDT_1m.csv.gz", "ETHBTC": "bittrex_ETHBTC_1m.csv.gz",
                  "LTCBTC": "bittrex_LTCBTC_1m.csv.gz"}
 SEED_VERSION = "2"
-
-
-class CandlesUnavailable(LookupError):
-    """The store has no candles for (part of) the request; retrying will not help."""
-
-    permanent = True
 
 
 async def ensure_seeded(store_path: str | os.PathLike[str]) -> bool:
@@ -82,7 +77,7 @@ class StoreExchange:
         if since < summary.first or until - step > summary.last:
             raise CandlesUnavailable(
                 f"{self.name} {symbol} {interval}: stored candles cover {iso(summary.first)} to {iso(summary.last)}, "
-                f"the request needs {iso(since)} to {iso(until - step)}")
+                f"the request needs {iso(since)} to {iso(until - step)}", first=summary.first, last=summary.last)
         got = await read_range(db, self.name, symbol, interval, since, until)
         expected = (until - since) // step
         if len(got) == expected:

@@ -34,15 +34,13 @@ import engine.registry as registry
 
 from ..interval import interval_ms, iso, to_ms
 from ..types import Candles
-from .checks import CandleDataError
+from .errors import CandleDataError, PermanentError
 
 PAGE_LIMIT = 1000
 
 
-class ExchangeRejected(RuntimeError):
+class ExchangeRejected(PermanentError, RuntimeError):
     """The exchange refused the request for good (bad symbol, bad request, no permission)."""
-
-    permanent = True
 
 
 class CredentialsError(ValueError):

@@ -16,10 +16,7 @@ import numpy as np
 from ..config import GlobalConfig
 from ..interval import iso
 from ..types import Candles
-
-
-class CandleDataError(ValueError):
-    """An exchange answer broke a rule; the message says which and where."""
+from .errors import CandleDataError
 
 
 def check_answer(candles: Candles, *, symbol: str, interval: str, step_ms: int, since: int, limit: int,

@@ -17,11 +17,8 @@ from ..interval import interval_ms, iso, to_datetime
 from ..log import describe_error, get_logger
 from ..registry import ExchangeSchema
 from ..types import Candles
-from .checks import CandleDataError, check_answer, check_values, values_look_fine
-
-
-class ExchangeError(RuntimeError):
-    """The adapter failed (after retries); the message names the request."""
+from .checks import check_answer, check_values, values_look_fine
+from .errors import CandleDataError, ExchangeError, PermanentError
 
 
 class ExchangeClient:
@@ -82,11 +79,9 @@ class ExchangeClient:
                 candles = _as_candles(answer, self.name)
                 check_answer(candles, symbol=symbol, interval=interval, step_ms=step, since=since,
                              limit=limit, exchange_name=self.name, config=config, values=values)
-            except asyncio.CancelledError:
-                raise
+            except (asyncio.CancelledError, PermanentError):
+                raise  # e.g. the store has no such candles: retrying cannot help
             except Exception as exc:
-                if getattr(exc, "permanent", False):
-                    raise  # e.g. the store has no such candles: retrying cannot help
                 last = exc
                 if attempt < attempts:
                     get_logger().warning("btk: %s get_candles %s %s attempt %d/%d failed: %s",

@@ -22,7 +22,8 @@ from ..context import Clock
 from ..interval import MINUTE_MS, interval_ms, iso, to_ms
 from ..store import DEFAULT_WARMUP_MINUTES, connect, default_store_path, series_summary
 from ..types import Candles
-from .bundled import BUNDLED, CandlesUnavailable, StoreExchange, aggregate, ensure_seeded
+from .bundled import BUNDLED, StoreExchange, aggregate, ensure_seeded
+from .errors import CandlesUnavailable
 
 REPLAY = "replay"
 
@@ -110,7 +111,8 @@ class ReplayExchange:
         if since_ms % MINUTE_MS or a < 0 or b > len(minutes):
             last = t0 + (len(minutes) - 1) * MINUTE_MS
             raise CandlesUnavailable(f"replay {self.source} {symbol}: stored candles cover {iso(t0)} to {iso(last)}, "
-                                     f"the request needs {iso(since_ms)} to {iso(since_ms + (limit - 1) * step)}")
+                                     f"the request needs {iso(since_ms)} to {iso(since_ms + (limit - 1) * step)}",
+                                     first=t0, last=last)
         window = Candles(*minutes.columns(), a, b)
         return window if ratio == 1 else aggregate(window, ratio)
 

@@ -26,7 +26,8 @@ from aiohttp import web
 
 from ..interval import INTERVAL_MINUTES, interval_ms
 from ..store import connect, default_store_path, summaries
-from .bundled import BUNDLED, CandlesUnavailable, StoreExchange, ensure_seeded
+from .bundled import BUNDLED, StoreExchange, ensure_seeded
+from .errors import CandlesUnavailable
 
 FAULTS = ("timeout", "500", "503", "429", "400", "malformed", "bad_rows", "gap")
 QUOTES = ("USDT", "BUSD", "USDC", "USD", "BTC", "ETH", "BNB", "EUR")
