@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ def bk_executors() -> tuple[str, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="btk", description="Terminal trading console and backtest engine.")
+    parser.add_argument("--version", action="version", version=f"btk {_version()}")
     parser.add_argument("--store", type=Path, default=None, help="candle store (default $BTK_HOME/btk.sqlite3)")
     parser.add_argument("--load", "--strategies", dest="load", action="append", default=[], metavar="FILE",
                         help="a Python file that registers strategies, frames, risks (repeatable)")
@@ -60,8 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--exchange", default="replay",
                     help="replay (stored candles on an accelerated clock), a registered exchange, "
                          "or any ccxt exchange id such as binance (public candles, no keys)")
-    lv.add_argument("--state-dir", default="./dump", type=Path,
-                    help="where live state is kept; a restart resumes from it (default ./dump)")
+    lv.add_argument("--state-dir", default=None, type=Path,
+                    help="where live state is kept; a restart resumes from it (default: one folder per exchange, "
+                         "symbol and strategy under $BTK_HOME/live)")
+    lv.add_argument("--fresh", action="store_true",
+                    help="set the saved run of this strategy and symbol aside (into the state dir) and start anew")
     lv.add_argument("--speed", type=float, default=600.0,
                     help="replay: market minutes per 60 s of wall time (default 600; 0 = as fast as possible)")
     lv.add_argument("--source", default="bundled", help="replay: the stored exchange to replay (default bundled)")
@@ -100,7 +105,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("btk")
+    except PackageNotFoundError:      # run from a source tree that was never installed
+        return "(not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (`btk strategies | head -1`): say nothing more, and let the
+        # interpreter's last flush go nowhere instead of failing with a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -118,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("btk: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise
     except Exception as e:
         print(f"btk: {describe_error(e)}", file=sys.stderr)
         return 1
@@ -157,15 +182,19 @@ async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "data":
         return await _data_list(store)
     if args.command == "strategies":
-        for s in bk.list_strategies():
-            print(f"{s.strategy_name:20} {s.interval:>4}  {s.note}")
+        listed = bk.list_strategies()
+        width = max((len(s.strategy_name) for s in listed), default=0)
+        for s in listed:
+            print(f"{s.strategy_name:{width}}  {s.interval:>4}  {s.note}")
         return 0
     if args.command == "live":
         from .live import run_live
         return await run_live(args, store)
     if args.command == "walkers":
-        for w in bk.list_walkers():
-            print(f"{w.walker_name:14} {len(w.strategies):>3} strategies  {','.join(w.symbols) or '-':16} "
+        listed = bk.list_walkers()
+        width = max((len(w.walker_name) for w in listed), default=0)
+        for w in listed:
+            print(f"{w.walker_name:{width}}  {len(w.strategies):>3} strategies  {','.join(w.symbols) or '-':16} "
                   f"{w.frame_name:18} {w.metric:14} {w.note}")
         return 0
     if args.command == "walker":
@@ -250,6 +279,17 @@ async def _frame_for(args: argparse.Namespace, store: Path) -> str:
     return await stored_frame(store, args.exchange, args.symbol, start, end)
 
 
+def check_writable(path: Path, flag: str) -> None:
+    """A file the command will write at the end: refuse before a long run rather than after it."""
+    if path.is_dir():
+        raise UsageError(f"{flag} {path}: is a directory, expected a file")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"{flag} {path}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"{flag} {path}: not writable")
+
+
 async def _backtest(args: argparse.Namespace, store: Path) -> int:
     known = {s.strategy_name for s in bk.list_strategies()}
     if args.strategy not in known:
@@ -257,6 +297,8 @@ async def _backtest(args: argparse.Namespace, store: Path) -> int:
     if args.exchange not in {e.exchange_name for e in bk.list_exchanges()}:
         raise UsageError(f"unknown exchange {args.exchange!r} (known: "
                          f"{', '.join(e.exchange_name for e in bk.list_exchanges())})")
+    if args.report:
+        check_writable(args.report, "--report")
     frame = await _frame_for(args, store)
     bar = ProgressBar() if sys.stderr.isatty() else None
     unsubscribe = bk.listen_backtest_progress(bar.update) if bar else (lambda: None)
@@ -273,19 +315,32 @@ async def _backtest(args: argparse.Namespace, store: Path) -> int:
         stop_errors()
         if bar:
             bar.finish()
+    run = bk.Backtest.get_status(args.symbol, strategy_name=args.strategy)
+    assert run is not None
     stats = bk.backtest_statistics(closed)
     if args.report:
         from engine.persist import atomic_write
         report = await bk.Backtest.get_report(args.symbol, strategy_name=args.strategy)
         atomic_write(args.report, report.encode())
-    if errors:
-        print(f"btk: {len(errors)} error(s) during the run, first: {one_line(errors[0])}", file=sys.stderr)
+    if run["warmup"] is not None:
+        stored_from, ready_at = run["warmup"]
+        print(f"btk: note: {args.strategy} asks for history from before the stored candles (they begin at "
+              f"{iso(stored_from)}): the frame's first minutes are its warm-up, no signal before {iso(ready_at)}",
+              file=sys.stderr)
     if args.json:
         doc = {"symbol": args.symbol, "strategy_name": args.strategy, "exchange_name": args.exchange,
-               "frame_name": frame, "stats": stats_dict(stats), "signals": closed}
+               "frame_name": frame, "stats": stats_dict(stats), "signals": closed, "errors": len(errors),
+               "orders": run["orders"]}
         sys.stdout.buffer.write(msgspec.json.encode(doc) + b"\n")
     else:
-        print(_summary(stats, args, frame))
+        print(_summary(stats, args, frame, run["orders"]))
+    if run["signal_calls"] and run["failed_signal_calls"] == run["signal_calls"]:
+        print(f"btk: the run failed: every one of {run['signal_calls']:,} get_signal calls failed, first: "
+              f"{describe_error(errors[0].error)}", file=sys.stderr)
+        return 1
+    if errors:
+        print(f"btk: {len(errors):,} error(s) during the run, first: {describe_error(errors[0].error)}",
+              file=sys.stderr)
     return 0
 
 
@@ -295,11 +350,12 @@ def stats_dict(stats: bk.BacktestStatistics) -> dict[str, Any]:
     return out
 
 
-def _summary(stats: bk.BacktestStatistics, args: argparse.Namespace, frame: str) -> str:
+def _summary(stats: bk.BacktestStatistics, args: argparse.Namespace, frame: str, orders: Any) -> str:
     def f(v: Any, unit: str = "", digits: int = 3) -> str:
         return "N/A" if v is None else f"{v:.{digits}f}{unit}"
     return "\n".join([
         f"{args.strategy} on {args.symbol} ({args.exchange}, {frame})",
+        f"  entries         {orders.summary()}",
         f"  closed signals  {stats.total_signals} ({stats.win_count} won, {stats.loss_count} lost)",
         f"  win rate        {f(stats.win_rate, '%', 2)}",
         f"  total PnL       {f(stats.total_pnl, '%')}",

@@ -13,21 +13,56 @@ import signal
 import sys
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import quote
 
 import engine as bk
-from engine.interval import iso, to_ms
+from engine.config import get_config
+from engine.interval import MINUTE_MS, iso, to_ms
+from engine.runners.live import ResumeConflict
+from engine.store import DEFAULT_WARMUP_MINUTES, default_home
 
 from .usage import UsageError, parse_time
-from .workspace import registered_or_ccxt
+from .workspace import market_problem, registered_or_ccxt, stored_series
 
 
-def _exchange_for(args: argparse.Namespace, store: Path) -> str:
+def _path_part(name: str) -> str:
+    """A name as one path component, percent-encoded (``BTC/USDT`` -> ``BTC%2FUSDT``; never ``..``)."""
+    part = quote(name, safe="")
+    return part.replace(".", "%2E") if part in (".", "..") else part
+
+
+def default_state_dir(args: argparse.Namespace) -> Path:
+    """Each strategy, symbol and exchange (a replay: and its source) keeps its own live state
+    under ``$BTK_HOME/live``, so runs of other spans or markets never share a saved run."""
+    where = ["replay", args.source] if args.exchange == "replay" else [args.exchange]
+    return default_home().joinpath("live", *map(_path_part, [*where, args.symbol, args.strategy]))
+
+
+async def _replay_span(args: argparse.Namespace, store: Path) -> tuple[int | None, int | None]:
+    """``--from`` / ``--to`` of a replay, checked against the stored candles: a tick needs the
+    VWAP window of closed candles before it, and the last tick judges the last candle."""
+    start = to_ms(parse_time(args.start, "--from")) if args.start else None
+    end = to_ms(parse_time(args.end, "--to")) if args.end else None
+    if start is not None and end is not None and start > end:
+        raise UsageError(f"--from {iso(start)} is after --to {iso(end)}")
+    stored = await stored_series(store, args.source, args.symbol)
+    earliest = stored.first + get_config().CC_AVG_PRICE_CANDLES_COUNT * MINUTE_MS
+    latest = stored.last + MINUTE_MS
+    first_tick = start if start is not None else stored.first + DEFAULT_WARMUP_MINUTES * MINUTE_MS
+    last_tick = end if end is not None else latest
+    if first_tick < earliest or last_tick > latest or first_tick > last_tick:
+        raise UsageError(f"{args.symbol} on {args.source}: the stored 1m candles cover {iso(stored.first)} to "
+                         f"{iso(stored.last)}, so a replay can tick from {iso(earliest)} to {iso(latest)}: give "
+                         "--from/--to within that")
+    return start, end
+
+
+async def _exchange_for(args: argparse.Namespace, store: Path) -> str:
     known = {e.exchange_name for e in bk.list_exchanges()}
     if args.exchange == "replay":
-        start = to_ms(parse_time(args.start, "--from")) if args.start else None
-        end = to_ms(parse_time(args.end, "--to")) if args.end else None
         if args.source not in known:
             raise UsageError(f"--source {args.source!r}: no such stored exchange (known: {', '.join(sorted(known))})")
+        start, end = await _replay_span(args, store)
         try:
             bk.add_replay_exchange("replay", source=args.source, store_path=store, speed=args.speed, start=start,
                                    end=end)
@@ -37,9 +72,13 @@ def _exchange_for(args: argparse.Namespace, store: Path) -> str:
     if args.start or args.end:
         raise UsageError("--from and --to apply to --exchange replay only")
     try:
-        return registered_or_ccxt(args.exchange)
+        name = registered_or_ccxt(args.exchange)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    problem = await market_problem(name, args.symbol)
+    if problem:
+        raise UsageError(problem)
+    return name
 
 
 class StatusLine:
@@ -103,7 +142,25 @@ async def run_live(args: argparse.Namespace, store: Path) -> int:
     known = {s.strategy_name for s in bk.list_strategies()}
     if args.strategy not in known:
         raise UsageError(f"unknown strategy {args.strategy!r} (known: {', '.join(sorted(known))})")
-    exchange = _exchange_for(args, store)
+    if not args.symbol.strip():
+        raise UsageError("--symbol must not be empty")
+    try:
+        return await _run(args, store)
+    finally:
+        for e in bk.list_exchanges():      # a ccxt client that was opened, even to check a symbol
+            if e.close is not None:
+                await e.close()
+
+
+async def _run(args: argparse.Namespace, store: Path) -> int:
+    exchange = await _exchange_for(args, store)
+    if args.state_dir is None:
+        args.state_dir = default_state_dir(args)
+    if args.fresh:
+        folder = bk.Live.set_aside(args.symbol, strategy_name=args.strategy, state_dir=args.state_dir)
+        if folder is not None:
+            print(f"btk: the saved run of {args.strategy} on {args.symbol} was set aside in {folder}; starting fresh",
+                  file=sys.stderr)
     status = StatusLine(quiet=args.quiet)
     unsubscribe = [bk.listen_signal_live(status.tick), bk.listen_error(status.error),
                    bk.listen_partial_profit(lambda e: status.milestone("profit", e)),
@@ -135,16 +192,21 @@ async def run_live(args: argparse.Namespace, store: Path) -> int:
     except asyncio.CancelledError:
         print(f"btk: exited; state is in {args.state_dir}, the next start resumes it", file=sys.stderr)
         return 130
+    except ResumeConflict as e:
+        raise UsageError(str(e)) from None
     finally:
         loop.remove_signal_handler(signal.SIGINT)
         loop.remove_signal_handler(signal.SIGTERM)
         for stop in unsubscribe:
             stop()
-        for e in bk.list_exchanges():
-            if e.close is not None:
-                await e.close()
     stats = await bk.Live.get_data(args.symbol, strategy_name=args.strategy)
-    print(f"btk: {args.strategy} on {args.symbol} ({exchange}) ended: {stats.total_signals} closed signal(s) "
-          f"in {args.state_dir}, total PnL {stats.total_pnl if stats.total_pnl is not None else 0:+.3f}%",
-          file=sys.stderr)
+    run = next(r for r in bk.Live.list() if r["symbol"] == args.symbol and r["strategy_name"] == args.strategy)
+    print(f"btk: {args.strategy} on {args.symbol} ({exchange}) ended: {status.closed} closed signal(s) this run, "
+          f"{stats.total_signals} in the history of {args.state_dir} (total PnL "
+          f"{stats.total_pnl if stats.total_pnl is not None else 0:+.3f}%), {status.errors} error(s)", file=sys.stderr)
+    ticks = run["ticks"] + run["failed_ticks"]
+    every_tick = bool(ticks) and run["failed_ticks"] == ticks
+    if every_tick or (run["signal_calls"] and run["failed_signal_calls"] == run["signal_calls"]):
+        print(f"btk: the run failed: every {'tick' if every_tick else 'get_signal call'} failed", file=sys.stderr)
+        return 1
     return 0

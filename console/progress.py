@@ -28,10 +28,13 @@ class ProgressBar:
         rate = done / elapsed
         left = (total - done) / rate if rate > 0 else float("inf")
         filled = int(self.width * progress)
-        eta = f"{left:5.1f}s" if left != float("inf") else "  ?  "
         speed = f"{rate:,.0f} {unit}/s" if rate >= 10 else f"{rate:,.2f} {unit}/s"
-        self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {progress * 100:5.1f}%  "
-                          f"{speed}  ETA {eta} ")
+        if progress >= 1.0:
+            when = f"done in {elapsed:.1f}s"
+        else:
+            when = f"ETA {left:5.1f}s" if left != float("inf") else "ETA   ?  "
+        self.stream.write(f"\r\x1b[2K[{'#' * filled}{'.' * (self.width - filled)}] {progress * 100:5.1f}%  "
+                          f"{speed}  {when}")
         self.stream.flush()
         self.drawn = True
 

@@ -24,6 +24,7 @@ from .log import set_logger
 from .persist import (CorruptStateError, FilePersistence, MemoryPersistence, PersistenceAdapter, PersistError,
                       StateDirBusy, set_persistence)
 from .pnl import to_profit_loss
+from .report import OrderCounts
 from .registry import (
     ExchangeCallbacks, FrameCallbacks, RiskCallbacks, SizingCallbacks, StrategyCallbacks, WalkerCallbacks,
     add_exchange, add_frame, add_risk, add_sizing, add_strategy, add_walker, clear_registry, list_exchanges,
@@ -31,7 +32,7 @@ from .registry import (
 )
 from .risk import RiskCheckArgs, RiskPosition
 from .runners.backtest import Backtest
-from .runners.live import Live, StateConflict
+from .runners.live import Live, ResumeConflict, StateConflict
 from .runners.walker import (Walker, WalkerCompleteEvent, WalkerDoneEvent, WalkerEvent, WalkerProgressEvent,
                              WalkerResults, WalkerRow)
 from .signal import SignalValidationError

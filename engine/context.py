@@ -50,6 +50,11 @@ class WallClock(Clock):
         self.now = align(int(time.time() * 1000), MINUTE_MS)
         return self.now
 
+    def continues(self, resume_at: int) -> bool:
+        """Whether a run saved at ``resume_at`` may go on on this clock: the wall clock's time
+        always continues a saved run's."""
+        return True
+
     async def first(self, resume_at: int | None) -> int | None:
         return self.read()   # minutes missed while the process was down are not re-ticked
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from .config import get_config
-from .exchange.checks import CandleDataError, check_anomaly, no_window_can_be_anomalous
+from .exchange.checks import check_anomaly, no_window_can_be_anomalous
 from .exchange.client import ExchangeClient
+from .exchange.errors import CandleDataError, CandlesUnavailable, HistoryUnavailable
 from .exchange.vwap import rolling_vwap, vwap
 from .interval import MINUTE_MS, align, interval_ms, iso
 from .types import Candles
@@ -98,6 +99,8 @@ class SeriesFeed(ExchangeFeed):
         super().__init__(client)
         self.series: dict[tuple[str, str], Series] = {}
         self.failed_from: dict[tuple[str, str], int] = {}
+        # Where the stored candles begin, once a request for history before them was refused.
+        self.stored_from: dict[tuple[str, str], int] = {}
         # Later-interval series are loaded up to here (the frame's end + one candle).
         self.horizon_end = horizon_end
 
@@ -133,6 +136,9 @@ class SeriesFeed(ExchangeFeed):
             lo, hi = min(since, series.t0), max(until, series.end)
             parts = []
             if lo < series.t0:
+                stored_from = self.stored_from.get((symbol, interval))
+                if stored_from is not None and lo < stored_from:
+                    raise self._history_unavailable(symbol, interval, limit, until, stored_from)
                 failed = self.failed_from.get((symbol, interval))
                 if failed is not None and lo <= failed:
                     # This history was asked for and is not there: fail fast rather than pay the
@@ -142,6 +148,11 @@ class SeriesFeed(ExchangeFeed):
                 try:
                     parts.append(await self.client.fetch(symbol, interval, lo, (series.t0 - lo) // step,
                                                          attempts=1 if failed is not None else None))
+                except CandlesUnavailable as exc:
+                    if exc.first is None or exc.first <= lo:
+                        raise
+                    self.stored_from[(symbol, interval)] = exc.first
+                    raise self._history_unavailable(symbol, interval, limit, until, exc.first) from exc
                 except Exception:
                     self.failed_from[(symbol, interval)] = lo
                     raise
@@ -157,8 +168,20 @@ class SeriesFeed(ExchangeFeed):
         try:
             await self.load(symbol, interval, since, until_horizon)
         except Exception:
-            return await super().candles(symbol, interval, limit, when)
+            try:
+                return await super().candles(symbol, interval, limit, when)
+            except CandlesUnavailable as exc:
+                if exc.first is None or exc.first <= since:
+                    raise
+                raise self._history_unavailable(symbol, interval, limit, until, exc.first) from exc
         return await self.candles(symbol, interval, limit, when)
+
+    def _history_unavailable(self, symbol: str, interval: str, limit: int, until: int,
+                             stored_from: int) -> HistoryUnavailable:
+        return HistoryUnavailable(
+            f"{self.client.name} {symbol} {interval}: {limit} candles before {iso(until)} reach back before the "
+            f"stored candles, which begin at {iso(stored_from)}", interval=interval, limit=limit,
+            available_from=stored_from)
 
     @staticmethod
     def _check_anomaly(window: Candles, series: Series, limit: int) -> None:

@@ -24,18 +24,13 @@ def get_logger() -> Any:
     return _logger
 
 
-# Errors whose text says it all: the engine's own, and the plain kinds its checks raise.
-_PLAIN_ERRORS = (ValueError, OSError, TimeoutError, RuntimeError, LookupError)
-
-
 def describe_error(exc: BaseException) -> str:
-    """An error as one line for a message: its text alone for the engine's own errors and the
-    plain kinds (a user reads what went wrong, not a class name), ``Type: text`` for anything
-    else (a bug in a strategy should say what it was), the type alone when it has no text."""
+    """An error as one line for a message: the text alone for the engine's own errors and the
+    operating system's (a user reads what went wrong, not a class name); ``Type: text`` for
+    anything else (what a strategy raised should say what it was); the type alone if no text."""
     text = " ".join(str(exc).split())
     if not text:
         return type(exc).__name__
-    own = type(exc).__module__.split(".")[0] in ("engine", "console")
-    if own or (type(exc) in _PLAIN_ERRORS or (type(exc).__module__ == "builtins" and isinstance(exc, OSError))):
+    if type(exc).__module__.split(".")[0] in ("engine", "console") or isinstance(exc, OSError):
         return text
     return f"{type(exc).__name__}: {text}"

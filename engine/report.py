@@ -2,8 +2,52 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
+
 from .interval import iso
 from .stats import BacktestStatistics
+
+
+class OrderCounts(msgspec.Struct):
+    """How a run's entries went: those opened at once (market entries, and limit entries whose
+    price was already reached) and the limit orders that waited as scheduled signals."""
+
+    at_once: int = 0
+    scheduled: int = 0
+    activated: int = 0
+    cancelled: dict[str, int] = msgspec.field(default_factory=dict)    # reason -> count
+
+    def record(self, result: Any) -> None:
+        """Count one ``scheduled`` / ``opened`` / ``cancelled`` result (others are ignored)."""
+        action = result.action
+        if action == "scheduled":
+            self.scheduled += 1
+        elif action == "opened":
+            if result.signal.pending_at == result.signal.scheduled_at:
+                self.at_once += 1
+            else:
+                self.activated += 1
+        elif action == "cancelled":
+            self.cancelled[result.reason] = self.cancelled.get(result.reason, 0) + 1
+
+    @property
+    def waiting(self) -> int:
+        """Scheduled orders neither activated nor cancelled (yet)."""
+        return self.scheduled - self.activated - sum(self.cancelled.values())
+
+    def summary(self) -> str:
+        """One line: ``12 at once; 5 limit orders: 3 activated, 2 cancelled (timeout 2)``."""
+        text = f"{self.at_once} at once"
+        if self.scheduled:
+            cancelled = sum(self.cancelled.values())
+            text += f"; {self.scheduled} limit order(s): {self.activated} activated, {cancelled} cancelled"
+            if cancelled:
+                text += " (" + ", ".join(f"{reason} {n}" for reason, n in sorted(self.cancelled.items())) + ")"
+            if self.waiting:
+                text += f", {self.waiting} still waiting"
+        return text
 
 # (field, label, unit, "higher"/"lower" is better, decimals)
 _ROWS = (
@@ -60,12 +104,22 @@ def signals_table(stats: BacktestStatistics) -> str:
     return "\n".join(lines)
 
 
+def orders_table(orders: OrderCounts) -> str:
+    rows = [("Opened at once (market, or limit price already reached)", orders.at_once),
+            ("Limit orders scheduled", orders.scheduled), ("... activated", orders.activated)]
+    rows += [(f"... cancelled: {reason}", n) for reason, n in sorted(orders.cancelled.items())]
+    if orders.waiting:
+        rows.append(("... still waiting", orders.waiting))
+    return "\n".join(["| Entries | Count |", "| --- | ---: |", *(f"| {label} | {n} |" for label, n in rows)])
+
+
 def backtest_report(stats: BacktestStatistics, *, symbol: str, strategy_name: str, exchange_name: str = "",
-                    frame_name: str = "") -> str:
+                    frame_name: str = "", orders: OrderCounts | None = None) -> str:
     where = ", ".join(x for x in (f"symbol {symbol}", exchange_name and f"exchange {exchange_name}",
                                    frame_name and f"frame {frame_name}") if x)
+    entries = ["## Entries", "", orders_table(orders), ""] if orders is not None else []
     return "\n".join([
         f"# Backtest report: {strategy_name}", "", where, "", "## Statistics", "", statistics_table(stats), "",
         "N/A means not enough data for an honest figure: ratios need 10 closed signals, annualised "
-        "figures also a span of 14 days or more.", "", "## Closed signals", "", signals_table(stats), "",
+        "figures also a span of 14 days or more.", "", *entries, "## Closed signals", "", signals_table(stats), "",
     ])

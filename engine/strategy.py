@@ -26,6 +26,7 @@ import msgspec
 from .config import get_config
 from .context import Clock, ExecutionContext, MethodContext, running
 from .events import Resume, bus, emit_performance
+from .exchange.errors import HistoryUnavailable
 from .fastpath import active_extremes, milestone_crossings, milestone_reach, resolve_open, resolve_scheduled
 from .feed import ExchangeFeed, Series
 from .interval import MINUTE_MS, interval_ms, to_datetime
@@ -71,6 +72,12 @@ class ClientStrategy:
         self.scheduled: SignalRow | None = None
         self.last_slot: int | None = None
         self.stopped = False
+        # get_signal calls made and how many failed (raised or timed out): a run where every one
+        # failed has failed. A backtest's calls that reached before the stored candles are its
+        # warm-up instead: (first stored candle, first time with the history asked for).
+        self.signal_calls = 0
+        self.failed_signal_calls = 0
+        self.warmup: tuple[int, int] | None = None
         # Live state is written through this before the event of each change is emitted.
         self.persistence = persistence
         # A vectorised backtest answers get_signal from its precomputed rows (engine/vectorised.py),
@@ -180,6 +187,7 @@ class ClientStrategy:
         ``_finish_signal``. A strategy's exception is reported and reads as no signal."""
         if self.signal_lookup is not None:
             return True, self.signal_lookup(when)
+        self.signal_calls += 1
         with running(self.execution):
             try:
                 result = self.schema.get_signal(self.symbol, to_datetime(when))
@@ -193,7 +201,7 @@ class ClientStrategy:
                     return False, result
                 return True, result
             except Exception as exc:
-                self._report(exc, where="get_signal")
+                self._signal_failed(exc)
                 return True, None
 
     async def _finish_signal(self, pending: Any) -> Any:
@@ -204,14 +212,29 @@ class ClientStrategy:
                 async with asyncio.timeout(limit):
                     return await pending
             except TimeoutError:
-                self._report(GetSignalTimeout(f"get_signal of {self.strategy_name} on {self.symbol} timed out "
-                                              f"after {limit:g} s"), where="get_signal")
+                self._signal_failed(GetSignalTimeout(f"get_signal of {self.strategy_name} on {self.symbol} timed "
+                                                     f"out after {limit:g} s"))
                 return None
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._report(exc, where="get_signal")
+                self._signal_failed(exc)
                 return None
+
+    def _signal_failed(self, exc: BaseException) -> None:
+        """``get_signal`` raised: reported, and it reads as no signal. In a backtest, a request for
+        history before the stored candles is the frame's warm-up instead (not an error)."""
+        if self.backtest and isinstance(exc, HistoryUnavailable):
+            self.note_warmup(exc.available_from, exc.available_from + exc.limit * interval_ms(exc.interval))
+            return
+        self.failed_signal_calls += 1
+        self._report(exc, where="get_signal")
+
+    def note_warmup(self, available_from: int, ready_at: int) -> None:
+        """Frames before ``ready_at`` lacked the history the strategy asks for (the stored candles
+        begin at ``available_from``): they give no signal."""
+        previous = self.warmup[1] if self.warmup is not None else ready_at
+        self.warmup = (available_from, max(previous, ready_at))
 
     # --- backtest entry points (the runner drives these between frames) ------------------------
 

@@ -61,6 +61,7 @@ def add_sweep(base_name: str, factory: Callable[..., Callable], grid: Mapping[st
             raise ValueError(f"add_sweep {base_name!r}: factory rejects {params}: {exc}") from exc
         name = sweep_name(base_name, params)
         add_strategy(name, get_signal, interval=interval, risk_name=risk_name, risk_list=risk_list,
-                     note=note or f"{base_name} with {params}", factory=factory, params=params)
+                     note=note or f"{base_name} with {', '.join(f'{k}={_show(v)}' for k, v in params.items())}",
+                     factory=factory, params=params)
         names.append(name)
     return names

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .exchange.errors import HistoryUnavailable
 from .fastpath import OpenOutcomes, milestone_reach_many, resolve_open_many
 from .interval import MINUTE_MS, align, interval_ms
 from .pnl import pnl_percentages
@@ -65,7 +66,12 @@ class SignalFrame:
         step = interval_ms(interval)
         first, last = align(int(self.times[0]), step), align(int(self.times[-1]), step)
         count = max(1, (last - first) // step + lookback)
-        candles = await self._feed.candles(self.symbol, interval, count, int(self.times[-1]))
+        try:
+            candles = await self._feed.candles(self.symbol, interval, count, int(self.times[-1]))
+        except HistoryUnavailable as exc:
+            # Said of the first row's window: the rows from available_from + lookback on have theirs.
+            raise HistoryUnavailable(str(exc), interval=interval, limit=lookback,
+                                     available_from=exc.available_from) from exc
         base = last - count * step
         n = len(self.times)
         if int(self.times[-1]) - int(self.times[0]) == (n - 1) * step and int(self.times[0]) % step == 0:

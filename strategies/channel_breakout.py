@@ -1,4 +1,6 @@
-"""Channel breakout, both directions (registered as ``channel_breakout``).
+"""Channel breakout, both directions, market entries.
+
+Registered as ``channel_breakout``.
 
 Every 15 minutes, on 15m candles: when the last close breaks out of the
 high/low channel of the 24 candles before it (6 hours), follow the breakout

@@ -1,4 +1,6 @@
-"""Mean reversion with limit entries (registered as ``mean_reversion``).
+"""Mean reversion with limit entries that wait as scheduled orders.
+
+Registered as ``mean_reversion``.
 
 Every 5 minutes: when the last close is more than 2 standard deviations
 from its 60-candle mean, place a limit order back toward the mean, 0.3 %

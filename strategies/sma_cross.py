@@ -1,4 +1,6 @@
-"""SMA crossover, long only, market entries (registered as ``sma_cross``).
+"""SMA crossover, long only, market entries.
+
+Registered as ``sma_cross``.
 
 Every 1m frame: when the 20-candle simple moving average of the close crosses
 above the 50-candle one, buy at market (the current VWAP) with take-profit

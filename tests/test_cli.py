@@ -62,10 +62,13 @@ def test_bad_arguments_exit_2_with_one_line(home, args, message):
     assert len(out.stderr.strip().splitlines()) == 1
 
 
-def test_a_failed_run_exits_1(home):
-    # Data ends 2023-03-21 23:59: a frame up to its last candle leaves none after it to close positions.
-    out = btk("backtest", "sma_cross", "--from", "2023-03-20", "--to", "2023-03-21T23:59", home=home)
-    assert out.returncode == 1 and "stored candles cover" in out.stderr
+@pytest.mark.parametrize("start, end", [("2023-03-20", "2023-03-21T23:59"), ("2023-03-01", "2023-03-03")])
+def test_a_span_the_stored_candles_cannot_serve_exits_2_with_the_span_they_can(home, start, end):
+    # Data ends 2023-03-21 23:59: a frame up to its last candle leaves none after it to close positions;
+    # data starts 2023-03-01 00:00: a frame from then has no closed candles for its first price.
+    out = btk("backtest", "sma_cross", "--from", start, "--to", end, home=home)
+    assert out.returncode == 2 and len(out.stderr.splitlines()) == 1
+    assert "a backtest can run from 2023-03-01T00:05Z" in out.stderr and "to 2023-03-21T23:58Z" in out.stderr
 
 
 def test_data_list_shows_the_bundled_symbols(home):
@@ -148,11 +151,12 @@ def test_live_replay_prints_a_status_line_per_tick_and_a_restart_resumes_from_th
     opened = [line for line in lines if " OPENED " in line]
     closed = [line for line in lines if " CLOSED " in line]
     assert opened and closed and "pnl" in closed[0]
-    assert f"ended: {len(closed)} closed signal(s) in {state}" in lines[-1]
+    assert f"ended: {len(closed)} closed signal(s) this run, {len(closed)} in the history of {state}" in lines[-1]
     assert (state / "history.sqlite").exists() and (state / "live_BTCUSDT_sma_cross.json").exists()
     again = btk(*args, home=home)    # resumes at the saved cursor: nothing is closed twice
     assert again.returncode == 0, again.stderr
-    assert " CLOSED " not in again.stderr and f"ended: {len(closed)} closed signal(s)" in again.stderr
+    assert " CLOSED " not in again.stderr
+    assert f"ended: 0 closed signal(s) this run, {len(closed)} in the history" in again.stderr
 
 
 def test_live_rejects_bad_arguments_with_a_reason(home, tmp_path):
@@ -233,3 +237,144 @@ def test_data_delete_one_symbol_keeps_the_rest_and_refuses_what_is_not_there(tmp
     assert again.returncode == 2 and "nothing stored for mine AAA" in again.stderr
     bundled = btk("data", "delete", "--exchange", "bundled", "--yes", home=tmp_path)
     assert bundled.returncode == 2 and "cannot be deleted" in bundled.stderr
+
+
+def _closes(stderr):
+    """(reason, pnl %) of every CLOSED line of ``btk live``."""
+    out = []
+    for line in stderr.splitlines():
+        if " CLOSED " in line:
+            words = line.split()
+            out.append((words[4], float(words[-1].rstrip("%"))))
+    return out
+
+
+def test_a_saved_run_resumes_only_where_the_replay_continues_it(tmp_path):
+    """The issue's case: a replay of 03-10 00:00-08:00 leaves a position open; a replay of 03-15
+    in the same (default) state dir must not judge it there (it closed time_expired at +23 %)."""
+    first = btk("live", "sma_cross", "--speed", "0", "--from", "2023-03-10", "--to", "2023-03-10T08:00", "--quiet",
+                home=tmp_path)
+    assert first.returncode == 0, first.stderr
+    state = tmp_path / "live" / "replay" / "bundled" / "BTCUSDT" / "sma_cross"     # the default, per run
+    saved = {p.name: p.read_bytes() for p in state.glob("*.json")}
+    assert "signal_BTCUSDT_sma_cross.json" in saved and b"null" != saved["signal_BTCUSDT_sma_cross.json"]
+
+    later = btk("live", "sma_cross", "--speed", "0", "--from", "2023-03-15", "--to", "2023-03-15T02:00", "--quiet",
+                home=tmp_path)
+    assert later.returncode == 2 and len(later.stderr.splitlines()) == 1
+    assert "holds a saved run of sma_cross on BTCUSDT that stopped at 2023-03-10T08:00Z" in later.stderr
+    assert "an open long position" in later.stderr and "--fresh" in later.stderr and "--state-dir" in later.stderr
+    assert {p.name: p.read_bytes() for p in state.glob("*.json")} == saved          # nothing touched
+
+    fresh = btk("live", "sma_cross", "--speed", "0", "--from", "2023-03-15", "--to", "2023-03-15T02:00", "--quiet",
+                "--fresh", home=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr
+    assert "set aside in" in fresh.stderr
+    aside = next(state.glob("set-aside-*"))
+    assert {p.name: p.read_bytes() for p in aside.glob("*.json")} == saved         # kept, not deleted
+    assert all(pnl < 2 for _, pnl in _closes(fresh.stderr))                          # no +23 % on a +2 % TP
+
+
+def test_a_replay_that_starts_the_minute_after_the_saved_run_continues_it(tmp_path):
+    state = tmp_path / "state"
+    first = btk("live", "sma_cross", "--speed", "0", "--from", "2023-03-10", "--to", "2023-03-10T08:00", "--quiet",
+                "--state-dir", str(state), home=tmp_path)
+    assert first.returncode == 0 and " OPENED " in first.stderr.splitlines()[-2]    # still open at the end
+    go_on = btk("live", "sma_cross", "--speed", "0", "--from", "2023-03-10T08:01", "--to", "2023-03-10T10:00",
+                "--quiet", "--state-dir", str(state), home=tmp_path)
+    assert go_on.returncode == 0, go_on.stderr
+    (reason, pnl), *_ = _closes(go_on.stderr)
+    assert reason == "time_expired" and abs(pnl) < 2          # the position opened 07:30, 120 minutes
+
+
+def test_live_runs_of_other_strategies_or_symbols_keep_their_own_state(tmp_path):
+    for strategy, symbol, start in (("sma_cross", "BTCUSDT", "2023-03-10"), ("sma_cross", "ETHBTC", "2018-01-25"),
+                                    ("channel_breakout", "BTCUSDT", "2023-03-15")):
+        out = btk("live", strategy, "--symbol", symbol, "--speed", "0", "--from", start, "--to", start + "T03:00",
+                  "--quiet", home=tmp_path)
+        assert out.returncode == 0, out.stderr
+    dirs = sorted(str(p.parent.relative_to(tmp_path)) for p in tmp_path.glob("live/**/history.sqlite"))
+    assert dirs == ["live/replay/bundled/BTCUSDT/channel_breakout", "live/replay/bundled/BTCUSDT/sma_cross",
+                    "live/replay/bundled/ETHBTC/sma_cross"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--symbol", "NOPE"), "no 1m candles of NOPE on exchange bundled"),
+    (("--symbol", "ETHBTC", "--source", "bundled", "--from", "2023-03-10"), "ETHBTC on bundled: the stored 1m"),
+    (("--from", "2023-03-10", "--to", "2023-03-05"), "--from 2023-03-10T00:00Z is after --to 2023-03-05T00:00Z"),
+    (("--from", "2020-01-01", "--to", "2020-01-02"), "a replay can tick from 2023-03-01T00:05Z to 2023-03-22T00:00Z"),
+    (("--exchange", "kraken", "--from", "2023-03-10"), "--from and --to apply to --exchange replay only"),
+])
+def test_live_bad_arguments_exit_2_with_one_line(tmp_path, args, message):
+    out = btk("live", "sma_cross", "--speed", "0", *args, home=tmp_path)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert len(out.stderr.splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+RAISES = """
+import engine as bk
+
+
+def get_signal(symbol, when):
+    raise RuntimeError("boom")
+
+
+bk.add_strategy("raiser", get_signal)
+"""
+
+
+def test_a_run_whose_every_get_signal_fails_exits_1_and_counts_its_errors(tmp_path):
+    (tmp_path / "raises.py").write_text(RAISES)
+    backtest = btk("--load", str(tmp_path / "raises.py"), "backtest", "raiser", "--from", "2023-03-05",
+                   "--to", "2023-03-05T06:00", "--json", home=tmp_path)
+    assert backtest.returncode == 1
+    assert json.loads(backtest.stdout)["errors"] == 361
+    assert "every one of 361 get_signal calls failed, first: RuntimeError: boom" in backtest.stderr
+    live = btk("--load", str(tmp_path / "raises.py"), "live", "raiser", "--speed", "0", "--from", "2023-03-05",
+               "--to", "2023-03-05T01:00", "--quiet", home=tmp_path)
+    assert live.returncode == 1 and "61 error(s)" in live.stderr and "every get_signal call failed" in live.stderr
+
+
+def test_a_run_with_some_errors_succeeds_and_says_how_many(tmp_path):
+    (tmp_path / "some.py").write_text(RAISES.replace('raise RuntimeError("boom")',
+                                                     'if when.minute % 2:\n        raise RuntimeError("odd")'))
+    out = btk("--load", str(tmp_path / "some.py"), "backtest", "raiser", "--from", "2023-03-05", "--to",
+              "2023-03-05T01:00", "--json", home=tmp_path)
+    assert out.returncode == 0 and json.loads(out.stdout)["errors"] == 30
+    assert "btk: 30 error(s) during the run, first: RuntimeError: odd" in out.stderr
+
+
+def test_live_on_a_ccxt_exchange_refuses_a_symbol_it_does_not_list(tmp_path):
+    import socket
+    import time
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sim = subprocess.Popen([sys.executable, "-m", "engine.exchange.simulator", "--port", str(port), "--store",
+                            str(tmp_path / "sim.sqlite3")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "simulator on" in sim.stdout.readline()
+        env = {**os.environ, "BTK_HOME": str(tmp_path), "BTK_CCXT_URL": f"http://127.0.0.1:{port}"}
+        out = subprocess.run([sys.executable, "-m", "console.cli", "live", "sma_cross", "--exchange", "binance",
+                              "--symbol", "NOPE"], capture_output=True, text=True, env=env, timeout=120)
+        assert out.returncode == 2 and "binance has no market 'NOPE'" in out.stderr, out.stderr
+        assert len(out.stderr.splitlines()) == 1
+    finally:
+        sim.terminate()
+        sim.wait(10)
+
+
+def test_short_history_before_from_is_the_warm_up_on_both_paths(tmp_path):
+    """Data from 2023-03-01 00:00; a frame from 00:05 leaves sma_cross (51 closes) too little history
+    for its first 46 minutes: both paths take it from inside the frame, give the same signals and
+    say so in one note (the vectorised path exited 1 while per-frame gave 17 signals)."""
+    runs = [btk("backtest", "sma_cross", "--from", "2023-03-01T00:05", "--to", "2023-03-03", "--json", *extra,
+                home=tmp_path) for extra in ((), ("--per-frame",))]
+    for out in runs:
+        assert out.returncode == 0, out.stderr
+        assert out.stderr.splitlines() == [
+            "btk: note: sma_cross asks for history from before the stored candles (they begin at 2023-03-01T00:00Z):"
+            " the frame's first minutes are its warm-up, no signal before 2023-03-01T00:51Z"]
+    vectorised, per_frame = (json.loads(out.stdout) for out in runs)
+    assert vectorised == per_frame and len(vectorised["signals"]) == 17 and vectorised["errors"] == 0
+    assert min(s["signal"]["scheduled_at"] for s in vectorised["signals"]) >= 1677631860000     # 00:51

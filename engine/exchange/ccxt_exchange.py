@@ -147,6 +147,10 @@ class CcxtExchange:
             return value
         self.client.urls["api"] = rewrite(self.client.urls["api"])
 
+    async def load_markets(self) -> None:
+        """The exchange's markets, once (a symbol is checked against them)."""
+        await self._markets()
+
     async def _markets(self) -> None:
         if not self._markets_loaded:
             await self._call(self.client.load_markets)

@@ -29,17 +29,25 @@ REPLAY = "replay"
 
 
 class ReplayClock(Clock):
-    __slots__ = ("start", "end", "speed", "wake", "_paced_from")
+    """``start_given``: the span's start was asked for (``--from``), rather than the default."""
 
-    def __init__(self, start: int, end: int, speed: float):
+    __slots__ = ("start", "end", "speed", "start_given", "wake", "_paced_from")
+
+    def __init__(self, start: int, end: int, speed: float, start_given: bool = True):
         super().__init__(start)
-        self.start, self.end, self.speed = start, end, speed
+        self.start, self.end, self.speed, self.start_given = start, end, speed, start_given
         self.wake = asyncio.Event()
         self._paced_from: tuple[float, int] | None = None
 
+    def continues(self, resume_at: int) -> bool:
+        """Whether a run saved at ``resume_at`` (its last tick) goes on in this replay: its span
+        reaches that tick, and an asked-for start is no later than the minute after it."""
+        return resume_at <= self.end and (not self.start_given or self.start <= resume_at + MINUTE_MS)
+
     async def first(self, resume_at: int | None) -> int | None:
-        """Resume at ``resume_at`` (the last tick a crashed run began) if given, else ``start``."""
-        self.now = self.start if resume_at is None else max(self.start, resume_at)
+        """Resume at ``resume_at`` (the last tick a stopped run began: it is ticked again) if
+        given, else ``start``."""
+        self.now = self.start if resume_at is None else resume_at
         self._paced_from = (time.monotonic(), self.now)
         return self.now if self.now <= self.end else None
 
@@ -126,7 +134,7 @@ class ReplayExchange:
         if start > end:
             raise ValueError(f"replay {symbol}: start {iso(start)} is after the end of the stored data / --to "
                              f"({iso(end)})")
-        return ReplayClock(start - start % MINUTE_MS, end, self.speed)
+        return ReplayClock(start - start % MINUTE_MS, end, self.speed, start_given=self.start is not None)
 
 
 def add_replay_exchange(exchange_name: str = REPLAY, *, source: str = BUNDLED,

@@ -27,9 +27,11 @@ from ..exchange.client import ExchangeClient
 from ..feed import SeriesFeed
 from ..interval import MINUTE_MS, align, interval_ms, iso
 from ..registry import StrategySchema, get_exchange, get_frame, get_strategy, raise_problems, reference_problems
+from ..report import OrderCounts
 from ..stats import BacktestStatistics, backtest_statistics
 from ..strategy import ClientStrategy
-from ..vectorised import SignalFrame, SignalTable, compute_signals
+from ..exchange.errors import HistoryUnavailable
+from ..vectorised import SignalFrame, Signals, SignalTable, compute_signals
 from ..types import BacktestProgressEvent, DoneEvent, TickClosed, TickResult
 from .supervise import run_report, start_background, supervised, write_report
 
@@ -67,6 +69,10 @@ class RunState(msgspec.Struct):
     processed_frames: int = 0
     total_frames: int = 0
     vectorised: bool | None = None    # None: vectorised when the strategy offers get_signals
+    orders: OrderCounts = msgspec.field(default_factory=OrderCounts)
+    signal_calls: int = 0             # get_signal calls, and those that raised or timed out
+    failed_signal_calls: int = 0
+    warmup: tuple[int, int] | None = None   # (first stored candle, first frame time with the history asked for)
 
 
 _runs: dict[tuple[str, str], RunState] = {}
@@ -116,6 +122,19 @@ class Backtest:
     def list() -> list[dict[str, str]]:
         return [{"symbol": s.symbol, "strategy_name": s.strategy_name, "exchange_name": s.exchange_name,
                  "frame_name": s.frame_name, "status": s.status} for s in _runs.values()]
+
+    @staticmethod
+    def get_status(symbol: str, *, strategy_name: str) -> dict[str, Any] | None:
+        """How the run went (None if there is none): its status, frames done of all, closed
+        signals, entries (``orders``: a ``bk.OrderCounts``), ``get_signal`` calls and how many
+        failed, and its warm-up (``None``, or ``(first stored candle, first frame time with the
+        history the strategy asks for)``)."""
+        s = _runs.get(_key(symbol, strategy_name))
+        if s is None:
+            return None
+        return {"status": s.status, "processed_frames": s.processed_frames, "total_frames": s.total_frames,
+                "closed": len(s.closed), "orders": s.orders, "signal_calls": s.signal_calls,
+                "failed_signal_calls": s.failed_signal_calls, "warmup": s.warmup}
 
     @staticmethod
     async def get_data(symbol: str, *, strategy_name: str) -> BacktestStatistics:
@@ -176,11 +195,13 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
     frame_step = interval_ms(frame.interval)
     table = None
     if _vectorised(state, schema):
-        table = await _signal_table(schema, strategy, times, feed, state)
-        strategy.signal_lookup = lambda when: table.at((when - first_time) // frame_step)
-        strategy.resolved_ahead = table.resolve_ahead(feed.minute_series(state.symbol), times, end_ms=end,
+        # Rows before ``skip`` lack the history the strategy asks for: its warm-up, no signal there.
+        skip, table = await _signal_table(schema, strategy, times, feed, state)
+        strategy.signal_lookup = lambda when: table.at(row) if (row := (when - first_time) // frame_step - skip) >= 0 \
+            else None
+        strategy.resolved_ahead = table.resolve_ahead(feed.minute_series(state.symbol), times[skip:], end_ms=end,
                                                       config=config)
-        signal_rows = table.rows.tolist()
+        signal_rows = (table.rows + skip).tolist()
     progress_every = max(1, total // PROGRESS_STEPS)
     next_progress = 0
     next_yield = YIELD_EVERY_FRAMES
@@ -250,6 +271,7 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
                     # Jump to the first frame of the next throttle slot.
                     i = max(i, _first_frame_at(first_time, frame_step, (strategy.last_slot + 1) * slot_ms))
                 continue
+            state.orders.record(result)
             yield result
             resolving = time.perf_counter()
             if action == "scheduled":
@@ -257,6 +279,7 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
                 result = await strategy.backtest_scheduled(feed.minute_series(state.symbol), end)
                 if result.action == "cancelled":
                     signal_timings.add(resolving, when)
+                state.orders.record(result)
                 yield result
                 resolving = time.perf_counter()
                 action = result.action
@@ -274,6 +297,8 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
             # The first frame after the close.
             i = _first_frame_at(first_time, frame_step, close_ts + 1)
     finally:
+        state.signal_calls, state.failed_signal_calls = strategy.signal_calls, strategy.failed_signal_calls
+        state.warmup = strategy.warmup
         strategy.flush_planned()
         signal_timings.flush()
         # A backtest persists nothing: a run that ends early (stopped consumer, error) frees its slots.
@@ -334,13 +359,33 @@ def _vectorised(state: RunState, schema: StrategySchema) -> bool:
 
 
 async def _signal_table(schema: StrategySchema, strategy: ClientStrategy, times: np.ndarray, feed: SeriesFeed,
-                        state: RunState) -> SignalTable:
+                        state: RunState) -> tuple[int, SignalTable]:
+    """``get_signals`` over the frame: ``(skip, table)``, the table's row ``r`` being frame row
+    ``skip + r``. Where the strategy asks for history from before the stored candles, the frame's
+    first rows are its warm-up: it is asked again from the first row with that history, as the
+    per-frame path gets no signal until then."""
     started = time.perf_counter()
-    frame = SignalFrame(state.symbol, times, feed)
+    skip = 0
     with running(strategy.execution):
-        table = await compute_signals(schema.get_signals, frame, f"get_signals of {schema.strategy_name}")
+        while True:
+            frame = SignalFrame(state.symbol, times[skip:], feed)
+            try:
+                table = await compute_signals(schema.get_signals, frame, f"get_signals of {schema.strategy_name}")
+                break
+            except HistoryUnavailable as exc:
+                step = interval_ms(exc.interval)
+                ready_at = exc.available_from + exc.limit * step
+                strategy.note_warmup(exc.available_from, ready_at)
+                later = skip + int(np.searchsorted(times[skip:] - times[skip:] % step, ready_at))
+                if later <= skip:
+                    raise       # the history it lacks is not before the frame: nothing to wait for
+                skip = later
+                if skip >= len(times):
+                    table = SignalTable(Signals(long=np.zeros(0, dtype=bool), price_take_profit=1.0,
+                                                price_stop_loss=1.0), 0, "warm-up")
+                    break
     _performance("backtest_get_signals", started, state, int(times[0]))
-    return table
+    return skip, table
 
 
 def _next_row(strategy: ClientStrategy, first_time: int, step: int, i: int, stop_at: int,

@@ -21,6 +21,7 @@ import math
 import os
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -33,7 +34,7 @@ from ..history import SignalHistory, history_for
 from ..interval import iso
 from ..log import get_logger
 from ..partial import PartialState, PartialTracker
-from ..persist import StateStore, persistence_for, safe_name
+from ..persist import FilePersistence, StateStore, persistence_for, safe_name
 from ..registry import get_exchange, get_strategy, raise_problems, reference_problems
 from ..risk import RiskPosition
 from ..stats import BacktestStatistics, backtest_statistics
@@ -47,6 +48,11 @@ LIFECYCLE = frozenset(("scheduled", "opened", "closed", "cancelled"))
 
 class StateConflict(RuntimeError):
     """The state dir holds another exchange's signal for this symbol and strategy."""
+
+
+class ResumeConflict(ValueError):
+    """The state dir holds a saved run of this strategy and symbol that the requested span does
+    not continue (a replay asked to start later than it stopped, or to end before it)."""
 
 
 class LiveCursor(msgspec.Struct):
@@ -65,7 +71,8 @@ class LiveRunState(msgspec.Struct):
     clock: Any = None
     stop_requested: bool = False
     last_tick: int | None = None
-    ticks: int = 0
+    ticks: int = 0                 # ticks made, and ticks that raised (reported, retried next minute)
+    failed_ticks: int = 0
 
 
 _runs: dict[tuple[str, str], LiveRunState] = {}
@@ -76,7 +83,7 @@ class LiveSession:
 
     def __init__(self, state: LiveRunState):
         self.state = state
-        self.key = f"{safe_name(state.symbol)}_{safe_name(state.strategy_name)}"
+        self.key = run_key(state.symbol, state.strategy_name)
         self.adapter = persistence_for(state.state_dir)
         self.store = StateStore(self.adapter, self._report)
         self.history: SignalHistory | None = None
@@ -110,6 +117,31 @@ class LiveSession:
 
     # --- restore ---------------------------------------------------------------------------
 
+    def cursor(self) -> LiveCursor | None:
+        """Where the saved run (if any) stopped."""
+        return self.store.load("live", self.key, LiveCursor)
+
+    async def refuse_unless_continued(self, cursor: LiveCursor | None, clock: Any) -> None:
+        """A saved run resumes only where the clock continues it: two spans are never mixed."""
+        continues = getattr(clock, "continues", None)
+        if cursor is None or continues is None or continues(cursor.last_tick):
+            return
+        st = self.state
+        signal = self.store.load("signal", self.key, SignalRow | None)
+        scheduled = self.store.load("schedule", self.key, SignalRow | None)
+        assert self.history is not None
+        closed = len(await self.history.closed(st.symbol, st.strategy_name))
+        holding = ", ".join(x for x in (
+            signal and f"an open {signal.position} position ({signal.id[:8]}, entry {signal.price_open:.8g})",
+            scheduled and f"a scheduled {scheduled.position} order ({scheduled.id[:8]})") if x) or "nothing open"
+        start, end = getattr(clock, "start", None), getattr(clock, "end", None)
+        asked = f"from {iso(start)} to {iso(end)}" if start is not None and end is not None else "now"
+        raise ResumeConflict(
+            f"{st.state_dir} holds a saved run of {st.strategy_name} on {st.symbol} that stopped at "
+            f"{iso(cursor.last_tick)} ({holding}, {closed} closed signal(s)); a replay {asked} does not continue it. "
+            "Resume it with a span that does, start fresh (btk live --fresh sets the saved run aside), or use "
+            "another --state-dir")
+
     async def restore(self, strategy: ClientStrategy) -> LiveCursor | None:
         st = self.state
         signal = self.store.load("signal", self.key, SignalRow | None)
@@ -125,7 +157,7 @@ class LiveSession:
         partial = self.store.load("partial", self.key, dict[str, PartialState]) or {}
         strategy.pending, strategy.scheduled = signal, scheduled
         strategy.partial = PartialTracker({k: v for k, v in partial.items() if signal is not None and k == signal.id})
-        cursor = self.store.load("live", self.key, LiveCursor)
+        cursor = self.cursor()
         if cursor is not None:
             strategy.last_slot = cursor.last_slot
         for risk in strategy.risks:
@@ -160,6 +192,13 @@ class LiveSession:
         self.tick_time, self.tick_slot, self.cursor_saved = when, last_slot, False
         if not self.unrecorded:
             self.store.flush()
+
+    def end(self) -> None:
+        """The run ended (its span, or a stop): the cursor records its last tick, so a later run
+        knows where it stopped (a replay that starts the minute after continues it)."""
+        if self.tick_time is not None and not self.cursor_saved:
+            self._write_all([("live", self.key, LiveCursor(self.tick_time, self.tick_slot))])
+            self.cursor_saved = True
 
     async def flush_history(self) -> None:
         while self.unrecorded:
@@ -215,6 +254,14 @@ def _key(symbol: str, strategy_name: str) -> tuple[str, str]:
     return (symbol, strategy_name)
 
 
+def run_key(symbol: str, strategy_name: str) -> str:
+    """The key of a run's state entries in its state dir."""
+    return f"{safe_name(symbol)}_{safe_name(strategy_name)}"
+
+
+RUN_DOMAINS = ("signal", "schedule", "partial", "live")     # a run's own entries (risk files are shared)
+
+
 class Live:
     """Live runs of a strategy on a symbol. One tick per closed minute; state in ``state_dir``."""
 
@@ -252,11 +299,45 @@ class Live:
             wake.set()
 
     @staticmethod
+    def set_aside(symbol: str, *, strategy_name: str, state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR
+                  ) -> Path | None:
+        """Move the saved run of ``strategy_name`` on ``symbol`` (its signal, schedule, milestone
+        and cursor files) into ``{state_dir}/set-aside-{UTC time}/``, so the next run there starts
+        fresh; nothing is deleted, and the history of closed signals stays. Returns the folder,
+        or None when nothing was saved. Needs the default file persistence and the state dir
+        free (raises ``StateDirBusy`` while a run drives it)."""
+        state = _runs.get(_key(symbol, strategy_name))
+        if state is not None and state.status == "running":
+            raise RuntimeError(f"Live.set_aside: {strategy_name} on {symbol} is running; stop it first")
+        adapter = persistence_for(str(state_dir))
+        if not isinstance(adapter, FilePersistence):
+            raise ValueError("Live.set_aside works on the default file persistence only")
+        adapter.open()
+        try:
+            key = run_key(symbol, strategy_name)
+            saved = [adapter.path(domain, key) for domain in RUN_DOMAINS if adapter.path(domain, key).exists()]
+            if not saved:
+                return None
+            folder = adapter.dir / f"set-aside-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+            folder.mkdir(exist_ok=True)
+            for path in saved:
+                os.replace(path, folder / path.name)
+            return folder
+        finally:
+            adapter.close()
+
+    @staticmethod
     def list() -> list[dict[str, Any]]:
+        """Every run: names, state dir, status, last tick, whether a position is open or an order
+        scheduled, ticks made and failed, ``get_signal`` calls and failures."""
         return [{"symbol": s.symbol, "strategy_name": s.strategy_name, "exchange_name": s.exchange_name,
                  "state_dir": s.state_dir, "status": s.status, "last_tick": s.last_tick,
                  "open": s.strategy is not None and s.strategy.pending is not None,
-                 "scheduled": s.strategy is not None and s.strategy.scheduled is not None} for s in _runs.values()]
+                 "scheduled": s.strategy is not None and s.strategy.scheduled is not None,
+                 "ticks": s.ticks, "failed_ticks": s.failed_ticks,
+                 "signal_calls": s.strategy.signal_calls if s.strategy is not None else 0,
+                 "failed_signal_calls": s.strategy.failed_signal_calls if s.strategy is not None else 0}
+                for s in _runs.values()]
 
     @staticmethod
     async def get_data(symbol: str, *, strategy_name: str) -> BacktestStatistics:
@@ -294,6 +375,7 @@ async def _run(state: LiveRunState) -> AsyncIterator[TickResult]:
     session = LiveSession(state)
     await session.open()
     try:
+        await session.refuse_unless_continued(session.cursor(), clock)
         strategy = ClientStrategy(schema, symbol=state.symbol, exchange_name=state.exchange_name, frame_name="",
                                   feed=ExchangeFeed(ExchangeClient(exchange)), clock=clock, backtest=False,
                                   persistence=session)
@@ -325,11 +407,13 @@ async def _run(state: LiveRunState) -> AsyncIterator[TickResult]:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                state.failed_ticks += 1
                 bus.report(exc, where=f"live tick at {iso(now)} (retried next minute)", symbol=state.symbol,
                            strategy_name=state.strategy_name, exchange_name=state.exchange_name, backtest=False)
             if state.stop_requested and strategy.pending is None and strategy.scheduled is None:
                 break
             now = await clock.next()
+        session.end()
         state.status = "stopped" if state.stop_requested else "done"
         bus.done_live.emit(DoneEvent(state.symbol, state.strategy_name, state.exchange_name, "", False))  # type: ignore[attr-defined]
     finally:

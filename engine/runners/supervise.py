@@ -63,7 +63,7 @@ def run_report(state: Any, symbol: str, strategy_name: str, *, frame_name: str) 
     """The markdown report of a run's closed signals (an empty one when there is no such run)."""
     return backtest_report(backtest_statistics(state.closed if state else []), symbol=symbol,
                            strategy_name=strategy_name, exchange_name=state.exchange_name if state else "",
-                           frame_name=frame_name)
+                           frame_name=frame_name, orders=getattr(state, "orders", None))
 
 
 def write_report(report: str, path: str, symbol: str, strategy_name: str) -> str:
