@@ -378,3 +378,26 @@ def test_short_history_before_from_is_the_warm_up_on_both_paths(tmp_path):
     vectorised, per_frame = (json.loads(out.stdout) for out in runs)
     assert vectorised == per_frame and len(vectorised["signals"]) == 17 and vectorised["errors"] == 0
     assert min(s["signal"]["scheduled_at"] for s in vectorised["signals"]) >= 1677631860000     # 00:51
+
+
+def test_small_things_a_new_user_meets_first(tmp_path):
+    version = btk("--version", home=tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith("btk ")
+    listed = btk("strategies", home=tmp_path)
+    assert listed.returncode == 0 and "sma_cross[fast=5,slow=30]" in listed.stdout
+    assert "``" not in listed.stdout and "{'fast'" not in listed.stdout      # plain text, not RST or dict reprs
+    # A reader that goes away early (`btk strategies | head -1`): no traceback, no error line.
+    env = {**os.environ, "BTK_HOME": str(tmp_path)}
+    reader = subprocess.Popen([sys.executable, "-m", "console.cli", "strategies"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=env)
+    reader.stdout.close()
+    assert reader.wait(60) == 0 and reader.stderr.read() == b""
+    # --report is checked before the run, not after it.
+    report = btk("backtest", "sma_cross", "--report", str(tmp_path / "no" / "such" / "r.md"), home=tmp_path)
+    assert report.returncode == 2 and "the folder" in report.stderr and "does not exist" in report.stderr
+    # A symbol stored on another exchange: the hint names that exchange.
+    rows = [(T0_MS + i * 60_000, 10, 11, 9, 10.5, 3) for i in range(5)]
+    assert btk("data", "import", str(_csv(tmp_path / "x.csv", rows)), "--exchange", "mine", "--symbol", "XYZ",
+               home=tmp_path).returncode == 0
+    elsewhere = btk("backtest", "sma_cross", "--symbol", "XYZ", home=tmp_path)
+    assert elsewhere.returncode == 2 and "XYZ is stored on mine: give --exchange mine" in elsewhere.stderr
