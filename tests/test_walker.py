@@ -155,6 +155,24 @@ async def test_inline_process_and_dask_give_identical_tables(store):
     assert inline["*"].best_strategy is not None
 
 
+@pytest.mark.parametrize("executor", ["inline", "process"])
+async def test_every_cell_is_a_backtest_get_data_and_get_report_see(store, executor):
+    """As backtest-kit's walker feeds Backtest: each cell that ran emits listen_done_backtest and is
+    the symbol's backtest of that strategy afterwards (cells served from the cache too)."""
+    names = setup_sweep(store, {"fast": [5, 10], "slow": [30]}, symbols=["ETHBTC"])
+    done = []
+    bk.listen_done_backtest(done.append)
+    _, results = await walk(["ETHBTC"], executor=executor, workers=2, cache=False)
+    await bk.drain_events()
+    assert sorted(e.strategy_name for e in done) == sorted(names)
+    for row in results["ETHBTC"].rows:
+        stats = await bk.Backtest.get_data("ETHBTC", strategy_name=row.strategy_name)
+        assert stats.total_signals == row.total_signals > 0 and stats == row.stats
+        report = await bk.Backtest.get_report("ETHBTC", strategy_name=row.strategy_name)
+        assert report.startswith(f"# Backtest report: {row.strategy_name}") and "frame two-days" in report
+    assert {(r["strategy_name"], r["status"]) for r in bk.Backtest.list()} == {(n, "done") for n in names}
+
+
 async def test_a_second_run_is_served_from_the_cache_and_one_changed_parameter_recomputes_its_cells(store):
     setup_sweep(store)
     backtests = []

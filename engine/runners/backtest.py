@@ -158,6 +158,15 @@ def reset_backtests() -> None:
     _runs.clear()
 
 
+def record_finished(symbol: str, strategy_name: str, exchange_name: str, frame_name: str,
+                    closed: list[TickClosed]) -> None:
+    """A backtest that ran elsewhere (a walker's cell, in a worker or from the cache) becomes this
+    process's run of ``(symbol, strategy_name)``: ``get_data`` / ``get_report`` / ``list`` see it,
+    as they see a walker's cells in backtest-kit."""
+    _runs[_key(symbol, strategy_name)] = RunState(symbol, strategy_name, exchange_name, frame_name, status="done",
+                                                  closed=list(closed))
+
+
 async def _run(state: RunState) -> AsyncIterator[TickResult]:
     config = get_config()
     frame = get_frame(state.frame_name)

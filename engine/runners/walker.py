@@ -29,7 +29,8 @@ from ..events import bus
 from ..executors import CellRunner
 from ..registry import WalkerSchema, get_walker, raise_problems, reference_problems
 from ..stats import MIN_TRADES_FOR_RATIOS, BacktestStatistics, backtest_statistics
-from ..types import TickClosed
+from ..types import DoneEvent, TickClosed
+from .backtest import record_finished
 from .supervise import start_background, supervised, write_report
 
 OVERALL = "*"
@@ -294,6 +295,11 @@ async def _walk(state: WalkerState, *, executor: str, scheduler: str | None, fre
                     await store.put(result)
                 symbol, name = result.symbol, result.strategy_name
                 per_symbol[symbol][name] = result
+                if result.stats is not None:
+                    record_finished(symbol, name, walker.exchange_name, walker.frame_name, result.stats.signal_list)
+                    if runner.portable and not result.cached:   # an inline cell emitted its own
+                        bus.done_backtest.emit(DoneEvent(symbol, name, walker.exchange_name,  # type: ignore[attr-defined]
+                                                         walker.frame_name, True))
                 tested[symbol] += 1
                 state.processed += 1
                 event = await _finish(walker, result, best, tested, ctx, report=runner.portable)
