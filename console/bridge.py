@@ -71,16 +71,21 @@ class EngineUpdate(Message):
 
 
 class EngineBridge:
+    """``clock`` and ``call_later(delay, fn)`` are the running loop's by default; tests pass their
+    own, so the coalescing is checked without real sleeps."""
+
     def __init__(self, post: Callable[[Message], Any], *, clock: Callable[[], float] = time.monotonic,
+                 call_later: Callable[[float, Callable[[], None]], Any] | None = None,
                  refresh_hz: float = REFRESH_HZ) -> None:
         self.post = post
         self.clock = clock
+        self.call_later = call_later
         self.interval = 1.0 / refresh_hz
         self.board = LiveBoard()
         self.progress = BacktestProgress()
         self.walker = WalkerBoard()
         self._unsubscribe: list[Callable[[], None]] = []
-        self._handle: asyncio.TimerHandle | None = None
+        self._handle: Any = None      # the pending flush (anything with cancel())
         self._last_flush = float("-inf")
         self._backtest_dirty = self._walker_dirty = False
         self._board_seen = 0
@@ -162,11 +167,13 @@ class EngineBridge:
         if self._handle is not None:
             return
         delay = max(0.0, self._last_flush + self.interval - self.clock())
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop (a synchronous caller): the next event or a screen resume redraws
-        self._handle = loop.call_later(delay, self.flush)
+        call_later = self.call_later
+        if call_later is None:
+            try:
+                call_later = asyncio.get_running_loop().call_later
+            except RuntimeError:
+                return  # no loop (a synchronous caller): the next event or a screen resume redraws
+        self._handle = call_later(delay, self.flush)
 
     def flush(self) -> None:
         """Post one update for everything that changed since the last one."""

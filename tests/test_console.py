@@ -245,25 +245,44 @@ async def test_quit_with_a_live_run_asks_first(seeded_store, tmp_path):
     assert run["status"] != "running" and (tmp_path / "state").is_dir()
 
 
-async def test_bridge_coalesces_a_burst_into_one_update():
+class FakeTimers:
+    """A clock and ``call_later`` the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.pending: list[tuple[float, object]] = []
+
+    def call_later(self, delay, fn):
+        entry = (self.now + delay, fn)
+        self.pending.append(entry)
+        return type("Handle", (), {"cancel": lambda _: self.pending.remove(entry)})()
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for due, fn in sorted(self.pending, key=lambda e: e[0]):
+            if due <= self.now:
+                self.pending.remove((due, fn))
+                fn()
+
+
+def test_bridge_coalesces_a_burst_into_one_update():
     posted = []
-    bridge = EngineBridge(posted.append, refresh_hz=10)
-    bridge.start()
-    try:
-        for _ in range(1000):
-            bridge.note("tick")
-        assert posted == []                         # nothing drawn synchronously inside the engine's emit
-        await asyncio.sleep(0.05)
-        assert len(posted) == 1 and posted[0].board_version == 1000
-        bridge.note("one more")
-        await asyncio.sleep(0.02)
-        assert len(posted) == 1                     # within 100 ms of the last update: held back
-        await asyncio.sleep(0.15)
-        assert len(posted) == 2
-        await asyncio.sleep(0.2)
-        assert len(posted) == 2                     # nothing changed: nothing posted (no polling)
-    finally:
-        bridge.stop()
+    timers = FakeTimers()
+    bridge = EngineBridge(posted.append, refresh_hz=10, clock=lambda: timers.now, call_later=timers.call_later)
+    for _ in range(1000):
+        bridge.note("tick")
+    assert posted == [] and len(timers.pending) == 1     # nothing drawn inside the engine's emit: one flush due
+    timers.advance(0.0)
+    assert len(posted) == 1 and posted[0].board_version == 1000
+    timers.advance(0.02)
+    bridge.note("one more")
+    assert timers.pending[0][0] == pytest.approx(0.1)    # within 100 ms of the last update: held back until then
+    timers.advance(0.07)
+    assert len(posted) == 1
+    timers.advance(0.01)
+    assert len(posted) == 2
+    timers.advance(10.0)
+    assert len(posted) == 2 and timers.pending == []      # nothing changed: nothing posted, nothing scheduled
 
 
 def test_console_refuses_a_missing_strategies_file(tmp_path, capsys):

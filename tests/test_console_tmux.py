@@ -1,5 +1,9 @@
 """End to end in a real terminal: tmux runs ``btk`` (the installed command), keys are sent, the
-captured pane is read. Skipped only where tmux is absent."""
+captured pane is read. Skipped only where tmux is absent.
+
+The test's tmux server is its own (``-L``, a socket of its own): a tmux server the user already
+runs would otherwise start the session with that server's environment, and ``btk`` would write
+into the real ``~/.btk``. The environment the session needs is passed with ``-e``."""
 
 from __future__ import annotations
 
@@ -21,16 +25,22 @@ BTK = Path(sys.executable).with_name("btk")
 class Tmux:
     def __init__(self, home: Path, width: int = 100, height: int = 30):
         self.session = f"btk-test-{uuid.uuid4().hex[:8]}"
-        env = {**os.environ, "BTK_HOME": str(home), "TERM": "xterm-256color"}
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.session, "-x", str(width), "-y", str(height),
-                        f"{BTK} --speed 20000"], check=True, env=env)   # 333 market minutes a second
+        self.socket = f"btk-test-{uuid.uuid4().hex[:8]}"
+        self.home = home
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TMUX")}
+        self.tmux("new-session", "-d", "-s", self.session, "-x", str(width), "-y", str(height),
+                  "-e", f"BTK_HOME={home}", "-e", "TERM=xterm-256color",
+                  f"{BTK} --speed 20000", env=env)          # 333 market minutes a second
+
+    def tmux(self, *args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=check,
+                              env=env)
 
     def capture(self) -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.session], capture_output=True, text=True,
-                              check=False).stdout
+        return self.tmux("capture-pane", "-p", "-t", self.session, check=False).stdout
 
     def send(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.session, *keys], check=True)
+        self.tmux("send-keys", "-t", self.session, *keys)
 
     def wait_for(self, text: str, timeout: float = 30.0) -> str:
         deadline = time.monotonic() + timeout
@@ -43,10 +53,10 @@ class Tmux:
             time.sleep(0.1)
 
     def alive(self) -> bool:
-        return subprocess.run(["tmux", "has-session", "-t", self.session], capture_output=True).returncode == 0
+        return self.tmux("has-session", "-t", self.session, check=False).returncode == 0
 
     def kill(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
+        self.tmux("kill-server", check=False)      # this test's own server, and only it
 
 
 def test_btk_opens_the_console_and_answers_keys(tmp_path):

@@ -22,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 import msgspec
+import pytest
 
 import engine as bk
 from engine.exchange.bundled import ensure_seeded
@@ -33,7 +34,6 @@ from engine.runners.live import LiveCursor
 
 CHILD = Path(__file__).with_name("crash_child.py")
 MINUTES = 8000
-MIN_KILLS = 50
 STATE_TYPES = {"signal": bk.SignalRow | None, "schedule": bk.SignalRow | None, "risk": list[RiskPosition],
                "partial": dict[str, PartialState], "live": LiveCursor}
 
@@ -77,6 +77,17 @@ def journal(path: Path):
 
 
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
+    crash_campaign(tmp_path, min_kills=16, seed=20261121)
+
+
+@pytest.mark.slow
+def test_a_longer_campaign_of_sigkills_loses_and_duplicates_nothing(tmp_path):
+    crash_campaign(tmp_path, min_kills=80, seed=20261125)
+
+
+def crash_campaign(tmp_path: Path, *, min_kills: int, seed: int) -> None:
+    """Kill a two-strategy replay at least ``min_kills`` times (about a third of them inside a
+    state write), restart it each time, and compare the end with an uninterrupted run."""
     store = tmp_path / "store.sqlite3"
     asyncio.run(ensure_seeded(store))
     start = asyncio.run(bk.ReplayExchange(store_path=store).live_clock("BTCUSDT")).start
@@ -90,18 +101,18 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
     expected = closed_signals(tmp_path / "ref")
     assert len(expected) >= 20
 
-    rng = random.Random(20261121)
+    rng = random.Random(seed)
     state_dir, log = tmp_path / "crash", tmp_path / "crash.jsonl"
     kills = write_kills = lives = 0
     deadline = time.monotonic() + 240
     while True:
         assert time.monotonic() < deadline, f"no finish after {lives} lives"
         lives += 1
-        at_write = kills < MIN_KILLS * 2 and lives % 3 == 0
+        at_write = kills < min_kills * 2 and lives % 3 == 0
         crash_at = f"{rng.choice(['fsync', 'replace', 'dirsync'])}:{rng.randint(1, 30)}" if at_write else None
         child = spawn(store, state_dir, log, start, end, crash_at)
         # Long enough to make progress, short enough that most lives die mid-run.
-        delay = rng.uniform(0.25, 0.25 + work / (MIN_KILLS * 0.8)) if kills < MIN_KILLS * 2 else None
+        delay = rng.uniform(0.25, 0.25 + work / (min_kills * 0.8)) if kills < min_kills * 2 else None
         try:
             code = child.wait(timeout=delay)
         except subprocess.TimeoutExpired:
@@ -109,7 +120,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
             code = child.wait()
         stderr = child.stderr.read().decode()
         if code == 0:
-            if kills >= MIN_KILLS:
+            if kills >= min_kills:
                 break
             continue  # finished early: a restart resumes at the saved cursor and ends again
         assert code == -signal.SIGKILL, stderr
@@ -117,7 +128,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
         write_kills += crash_at is not None
         check_state_files(state_dir)
 
-    assert kills >= MIN_KILLS and write_kills >= 10
+    assert kills >= min_kills and write_kills >= min_kills // 5
     check_state_files(state_dir)
     events = journal(log)
     for kind in ("opened", "closed", "scheduled", "cancelled"):
