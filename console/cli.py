@@ -24,7 +24,7 @@ from engine.store import CandleFileError, StoreError, connect, delete_candles, d
 from engine.exchange.bundled import BUNDLED, ensure_seeded
 
 from .progress import ProgressBar
-from .usage import UsageError, one_line, parse_time
+from .usage import UsageError, check_writable, one_line, parse_time
 from .workspace import WorkspaceError, open_workspace, reserved_exchange_name, stored_frame, stored_markets
 
 def bk_executors() -> tuple[str, ...]:
@@ -45,9 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
 
     bt = sub.add_parser("backtest", help="backtest a strategy on stored candles")
-    bt.add_argument("strategy")
-    bt.add_argument("--symbol", default="BTCUSDT")
-    bt.add_argument("--exchange", default="bundled")
+    bt.add_argument("strategy", help="a registered strategy (see `btk strategies`)")
+    bt.add_argument("--symbol", default="BTCUSDT", help="default BTCUSDT")
+    bt.add_argument("--exchange", default="bundled", help="a stored exchange (see `btk data list`; default bundled)")
     bt.add_argument("--frame", help="a registered frame (see --load)")
     bt.add_argument("--from", dest="start", help="frame start, ISO date/time, UTC unless given")
     bt.add_argument("--to", dest="end", help="frame end, ISO date/time, UTC unless given")
@@ -57,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="call get_signal on every frame even when the strategy offers get_signals")
 
     lv = sub.add_parser("live", help="run a strategy live (default: paper trading on a replay of stored candles)")
-    lv.add_argument("strategy")
-    lv.add_argument("--symbol", default="BTCUSDT")
+    lv.add_argument("strategy", help="a registered strategy (see `btk strategies`)")
+    lv.add_argument("--symbol", default="BTCUSDT", help="default BTCUSDT")
     lv.add_argument("--exchange", default="replay",
                     help="replay (stored candles on an accelerated clock), a registered exchange, "
                          "or any ccxt exchange id such as binance (public candles, no keys)")
@@ -91,13 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="the candle store")
     data_sub = data.add_subparsers(dest="data_command")
     imp = data_sub.add_parser("import", help="import a timestamp_ms,open,high,low,close,volume CSV (.gz ok)")
-    imp.add_argument("file", type=Path)
-    imp.add_argument("--exchange", required=True)
+    imp.add_argument("file", type=Path, help="timestamp_ms,open,high,low,close,volume rows after that header")
+    imp.add_argument("--exchange", required=True, help="the name to store them under (not replay, not a ccxt id)")
     imp.add_argument("--symbol", required=True)
-    imp.add_argument("--interval", default="1m")
+    imp.add_argument("--interval", default="1m", help="1m (default), 3m, 5m, 15m, 30m, 1h, 2h, 4h, 6h, 8h, 12h, 1d")
     data_sub.add_parser("list", help="what is stored: symbol, interval, first, last, rows, gaps")
     delete = data_sub.add_parser("delete", help="delete an exchange's stored candles (one symbol, or all)")
-    delete.add_argument("--exchange", required=True)
+    delete.add_argument("--exchange", required=True, help="a stored exchange (not bundled)")
     delete.add_argument("--symbol", help="only this symbol (default: every symbol of the exchange)")
     delete.add_argument("--yes", action="store_true", help="do not ask first")
 
@@ -277,17 +277,6 @@ async def _frame_for(args: argparse.Namespace, store: Path) -> str:
     start = to_ms(parse_time(args.start, "--from")) if args.start else None
     end = to_ms(parse_time(args.end, "--to")) if args.end else None
     return await stored_frame(store, args.exchange, args.symbol, start, end)
-
-
-def check_writable(path: Path, flag: str) -> None:
-    """A file the command will write at the end: refuse before a long run rather than after it."""
-    if path.is_dir():
-        raise UsageError(f"{flag} {path}: is a directory, expected a file")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise UsageError(f"{flag} {path}: the folder {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UsageError(f"{flag} {path}: not writable")
 
 
 async def _backtest(args: argparse.Namespace, store: Path) -> int:

@@ -4,6 +4,7 @@ or one JSON document (spec/API.md) with ``--json``."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Any
 
@@ -14,7 +15,11 @@ from engine.persist import atomic_write
 from engine.runners.walker import OVERALL, walker_report
 
 from .progress import ProgressBar
-from .usage import UsageError, one_line
+from .usage import UsageError, check_writable, one_line
+
+
+# What Dask's Client accepts: [tcp|tls|inproc|ucx|ws|wss]://host:port, or host:port.
+SCHEDULER_ADDRESS = re.compile(r"((tcp|tls|ucx|ws|wss)://)?(\[[0-9a-fA-F:]+\]|[\w.-]+):\d{1,5}|inproc://\S+")
 
 
 def _symbols(args: argparse.Namespace, walker: Any) -> list[str]:
@@ -63,6 +68,11 @@ async def run_walker(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown walker {args.walker!r} (known: {', '.join(sorted(known)) or 'none'})")
     if args.scheduler and args.executor != "dask":
         raise UsageError("--scheduler needs --executor dask")
+    if args.scheduler and not SCHEDULER_ADDRESS.fullmatch(args.scheduler):
+        raise UsageError(f"--scheduler {args.scheduler!r}: expected a Dask scheduler address such as "
+                         "tcp://10.0.0.5:8786 (or host:port)")
+    if args.report:
+        check_writable(args.report, "--report")
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
     walker = known[args.walker]

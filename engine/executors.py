@@ -19,6 +19,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
 
 from .cells import Cell, CellResult, run_cell, run_cell_async
+from .log import describe_error
 
 EXECUTORS = ("inline", "process", "dask")
 DASK_CONNECT_TIMEOUT_S = 10.0
@@ -74,8 +75,9 @@ class CellRunner:
         if self.scheduler:
             try:
                 self._client = Client(self.scheduler, timeout=DASK_CONNECT_TIMEOUT_S)
-            except OSError as exc:
-                raise ConnectionError(f"cannot reach the Dask scheduler at {self.scheduler}: {exc}") from exc
+            except Exception as exc:    # OSError, or whatever a peer that is not a scheduler answered
+                raise ConnectionError(f"cannot reach the Dask scheduler at {self.scheduler}: "
+                                      f"{describe_error(exc)}") from exc
         else:
             self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                          dashboard_address=None, silence_logs=logging.ERROR)

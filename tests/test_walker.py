@@ -265,6 +265,10 @@ def test_cli_walker_bad_arguments_exit_2(tmp_path):
     assert unknown.returncode == 2 and "unknown walker 'nope'" in unknown.stderr and "samples" in unknown.stderr
     sched = btk("walker", "samples", "--scheduler", "tcp://127.0.0.1:1", home=tmp_path)
     assert sched.returncode == 2 and "--scheduler needs --executor dask" in sched.stderr
+    garbage = btk("walker", "samples", "--executor", "dask", "--scheduler", "garbage", home=tmp_path)
+    assert garbage.returncode == 2 and "expected a Dask scheduler address" in garbage.stderr
+    report = btk("walker", "samples", "--report", str(tmp_path / "nowhere" / "r.md"), home=tmp_path)
+    assert report.returncode == 2 and "does not exist" in report.stderr
 
 
 async def test_background_walk_can_be_stopped_and_listed(store):
