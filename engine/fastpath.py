@@ -26,6 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .feed import Series
+from .pnl import progress
 
 _FIRST_WINDOW = 256
 LEVELS = np.arange(10, 101, 10, dtype=np.float64)
@@ -203,19 +204,6 @@ def active_extremes(series: Series, first: int, stop: int) -> tuple[float, float
     return float(window.min()), float(window.max())
 
 
-def progress_toward(position: str, price_open: float, take_profit: float, stop_loss: float,
-                    prices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``pnl.progress`` for an array of prices: (percent_tp, percent_sl), each clamped to
-    [0, 100], by the same operations on the same doubles (SEMANTICS.md section 6)."""
-    if position == "long":
-        tp = (prices - price_open) / (take_profit - price_open) * 100.0
-        sl = (price_open - prices) / (price_open - stop_loss) * 100.0
-    else:
-        tp = (price_open - prices) / (price_open - take_profit) * 100.0
-        sl = (prices - price_open) / (stop_loss - price_open) * 100.0
-    return np.clip(tp, 0.0, 100.0), np.clip(sl, 0.0, 100.0)
-
-
 def levels_reached(percent: float) -> int:
     """How many milestone levels (10, 20, ... 100) a progress of ``percent`` reached."""
     return int(np.searchsorted(LEVELS, percent, side="right"))
@@ -229,14 +217,13 @@ def milestone_crossings(prices: np.ndarray, *, position: str, price_open: float,
     if len(prices) == 0:
         return []
     out: list[tuple[int, str, int, float]] = []
-    for kind, progress in zip(("profit", "loss"),
-                              progress_toward(position, price_open, take_profit, stop_loss, prices)):
-        reached = levels_reached(float(progress.max()))
+    for kind, percent in zip(("profit", "loss"), progress(position, price_open, take_profit, stop_loss, prices)):
+        reached = levels_reached(float(percent.max()))
         if not reached:
             continue          # most signals never reach the first level on one side: skip the scan
-        indices = np.searchsorted(np.maximum.accumulate(progress), LEVELS[:reached], side="left")
+        indices = np.searchsorted(np.maximum.accumulate(percent), LEVELS[:reached], side="left")
         for level, idx in zip(LEVELS[:reached].tolist(), indices.tolist()):
-            out.append((idx, kind, int(level), float(progress[idx])))
+            out.append((idx, kind, int(level), float(percent[idx])))
     out.sort(key=lambda e: (e[0], e[2]))
     return out
 
@@ -247,8 +234,8 @@ def milestone_reach(*, position: str, price_open: float, take_profit: float, sto
     open ranged over ``[low, high]``: the counts ``milestone_crossings`` would list, from the
     extremes alone (the progress is monotonic in the price)."""
     best, worst = (high, low) if position == "long" else (low, high)
-    percent_tp, _ = progress_toward(position, price_open, take_profit, stop_loss, np.array([best]))
-    _, percent_sl = progress_toward(position, price_open, take_profit, stop_loss, np.array([worst]))
+    percent_tp, _ = progress(position, price_open, take_profit, stop_loss, np.array([best]))
+    _, percent_sl = progress(position, price_open, take_profit, stop_loss, np.array([worst]))
     return levels_reached(float(percent_tp[0])), levels_reached(float(percent_sl[0]))
 
 

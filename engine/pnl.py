@@ -50,12 +50,16 @@ def to_profit_loss(signal_row: Any, price_close: float) -> PnL:
 
 
 def progress(position: str, price_open: float, take_profit: float, stop_loss: float,
-             current: float) -> tuple[float, float]:
-    """(percent_tp, percent_sl): how far ``current`` went toward TP / SL, each in [0, 100]."""
+             current: Any) -> tuple[Any, Any]:
+    """(percent_tp, percent_sl): how far ``current`` went toward TP / SL, each in [0, 100], as
+    SEMANTICS.md section 6 writes it. ``current`` is a price (the tick) or an array of prices (the
+    fast path): the same operations on the same doubles, so both reach a level on the same price."""
     if position == "long":
         tp = (current - price_open) / (take_profit - price_open) * 100.0
         sl = (price_open - current) / (price_open - stop_loss) * 100.0
     else:
         tp = (price_open - current) / (price_open - take_profit) * 100.0
         sl = (current - price_open) / (stop_loss - price_open) * 100.0
+    if isinstance(tp, np.ndarray):
+        return np.clip(tp, 0.0, 100.0), np.clip(sl, 0.0, 100.0)
     return min(max(tp, 0.0), 100.0), min(max(sl, 0.0), 100.0)

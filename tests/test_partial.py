@@ -139,7 +139,7 @@ EXACT_LEVELS = [(167.76, 173.89, 173.277, 90), (103.0, 109.07, 104.214, 20), (69
 
 def test_the_fast_path_computes_progress_as_the_tick_does_to_the_last_bit():
     import numpy as np
-    from engine.fastpath import milestone_crossings, milestone_reach, progress_toward
+    from engine.fastpath import milestone_crossings, milestone_reach
     from engine.partial import PartialTracker
     from engine.pnl import progress
 
@@ -161,6 +161,6 @@ def test_the_fast_path_computes_progress_as_the_tick_does_to_the_last_bit():
             up, down = price_open * (1 + rng.uniform(0.002, 0.2)), price_open * (1 - rng.uniform(0.002, 0.1))
             take_profit, stop_loss = (up, down) if position == "long" else (down, up)
             prices = rng.uniform(price_open * 0.85, price_open * 1.25, 50)
-            array_tp, array_sl = progress_toward(position, price_open, take_profit, stop_loss, prices)
+            array_tp, array_sl = progress(position, price_open, take_profit, stop_loss, prices)
             for p, a_tp, a_sl in zip(prices.tolist(), array_tp.tolist(), array_sl.tolist()):
                 assert (a_tp, a_sl) == progress(position, price_open, take_profit, stop_loss, p)
