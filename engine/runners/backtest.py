@@ -24,13 +24,13 @@ from ..config import get_config
 from ..context import Clock, running
 from ..events import Timings, bus, emit_performance
 from ..exchange.client import ExchangeClient
+from ..exchange.errors import HistoryUnavailable
 from ..feed import SeriesFeed
 from ..interval import MINUTE_MS, align, interval_ms, iso
 from ..registry import StrategySchema, get_exchange, get_frame, get_strategy, raise_problems, reference_problems
 from ..report import OrderCounts
 from ..stats import BacktestStatistics, backtest_statistics
 from ..strategy import ClientStrategy
-from ..exchange.errors import HistoryUnavailable
 from ..vectorised import SignalFrame, Signals, SignalTable, compute_signals
 from ..types import BacktestProgressEvent, DoneEvent, TickClosed, TickResult
 from .supervise import run_report, start_background, supervised, write_report

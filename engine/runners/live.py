@@ -56,7 +56,7 @@ class ResumeConflict(ValueError):
 
 
 class LiveCursor(msgspec.Struct):
-    last_tick: int                 # the tick whose state changes began last
+    last_tick: int                 # the tick whose state changes began last (at the end: the last tick)
     last_slot: int | None = None   # get_signal throttle slot as that tick began
 
 
@@ -318,8 +318,13 @@ class Live:
             saved = [adapter.path(domain, key) for domain in RUN_DOMAINS if adapter.path(domain, key).exists()]
             if not saved:
                 return None
-            folder = adapter.dir / f"set-aside-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
-            folder.mkdir(exist_ok=True)
+            stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
+            folder = adapter.dir / f"set-aside-{stamp}"
+            n = 1
+            while folder.exists():        # never onto an earlier set-aside's files
+                n += 1
+                folder = adapter.dir / f"set-aside-{stamp}-{n}"
+            folder.mkdir()
             for path in saved:
                 os.replace(path, folder / path.name)
             return folder
