@@ -24,9 +24,10 @@ from ..config import get_config
 from ..context import Clock, running
 from ..events import Timings, bus, emit_performance
 from ..exchange.client import ExchangeClient
-from ..exchange.errors import HistoryUnavailable
+from ..exchange.errors import ExchangeError, HistoryUnavailable
 from ..feed import SeriesFeed
 from ..interval import MINUTE_MS, align, interval_ms, iso
+from ..log import describe_error
 from ..registry import StrategySchema, get_exchange, get_frame, get_strategy, raise_problems, reference_problems
 from ..report import OrderCounts
 from ..stats import BacktestStatistics, backtest_statistics
@@ -188,8 +189,13 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
     try:
         await feed.load(state.symbol, "1m", first_needed, past_end + MINUTE_MS)
     except Exception as exc:
-        raise type(exc)(f"backtest needs 1m candles of {state.symbol} from {iso(first_needed)} to "
-                        f"{iso(past_end)} (the VWAP window before the frame and one candle after it): {exc}") from exc
+        message = (f"backtest needs 1m candles of {state.symbol} from {iso(first_needed)} to {iso(past_end)} (the "
+                   f"VWAP window before the frame and one candle after it): {describe_error(exc)}")
+        try:
+            said = type(exc)(message)    # the same kind of error, saying what the backtest needed
+        except Exception:
+            said = ExchangeError(message)    # an error type that takes other arguments
+        raise said from exc
     _performance("backtest_load_candles", started, state, int(times[0]))
 
     clock = Clock(int(times[0]))
