@@ -32,7 +32,8 @@ async def main(days: int, every: float) -> None:
     from textual.binding import Binding
 
     from console.app import BtkApp, ConsoleConfig
-    from console.workspace import open_workspace, stored_markets
+    from console.workspace import open_workspace
+from engine.exchange.markets import stored_markets
     from engine.exchange.synthetic import SyntheticExchange
     from engine.interval import MINUTE_MS
     from engine.store import connect, default_store_path, import_candles

@@ -26,7 +26,7 @@ from themes import DEFAULT_THEME, STYLESHEET, THEMES
 from . import format as fmt
 from .bridge import EngineBridge, EngineUpdate
 from .modebar import ModeBar
-from .workspace import registered_or_ccxt
+from engine.exchange.markets import registered_or_ccxt
 from .screens.backtest import BacktestScreen
 from .screens.dialogs import ConfirmDialog, StartDialog, StartRequest
 from .screens.help import HelpScreen

@@ -22,10 +22,11 @@ from engine.log import describe_error
 from engine.store import CandleFileError, StoreError, connect, delete_candles, default_store_path, import_candles, read_candle_file, summaries
 
 from engine.exchange.bundled import BUNDLED, ensure_seeded
+from engine.exchange.markets import MarketError, reserved_exchange_name, stored_frame, stored_markets
 
 from .progress import ProgressBar
-from .usage import UsageError, check_writable, one_line, parse_time
-from .workspace import WorkspaceError, open_workspace, reserved_exchange_name, stored_frame, stored_markets
+from .usage import UsageError, check_writable, parse_time
+from .workspace import WorkspaceError, open_workspace
 
 def bk_executors() -> tuple[str, ...]:
     from engine.executors import EXECUTORS
@@ -132,7 +133,7 @@ def _main(argv: list[str] | None = None) -> int:
         parser.parse_args(["data", "--help"])
     try:
         return asyncio.run(_dispatch(args))
-    except UsageError as e:
+    except (UsageError, MarketError) as e:
         print(f"btk: {e}", file=sys.stderr)
         return 2
     except (WorkspaceError, CandleFileError) as e:

@@ -18,11 +18,12 @@ from urllib.parse import quote
 import engine as bk
 from engine.config import get_config
 from engine.interval import MINUTE_MS, iso, to_ms
+from engine.exchange.markets import market_problem, registered_or_ccxt, stored_series
 from engine.runners.live import ResumeConflict
 from engine.store import DEFAULT_WARMUP_MINUTES, default_home
 
 from .usage import UsageError, parse_time
-from .workspace import market_problem, registered_or_ccxt, stored_series
+
 
 
 def _path_part(name: str) -> str:
@@ -71,10 +72,7 @@ async def _exchange_for(args: argparse.Namespace, store: Path) -> str:
         return "replay"
     if args.start or args.end:
         raise UsageError("--from and --to apply to --exchange replay only")
-    try:
-        name = registered_or_ccxt(args.exchange)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    name = registered_or_ccxt(args.exchange)
     problem = await market_problem(name, args.symbol)
     if problem:
         raise UsageError(problem)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import engine as bk
 from console.app import BtkApp, ConsoleConfig
-from console.workspace import open_workspace, stored_markets
+from console.workspace import open_workspace
+from engine.exchange.markets import stored_markets
 from engine.interval import MINUTE_MS
 
 T0 = 1678060800000  # 2023-03-06 00:00 UTC

@@ -346,7 +346,6 @@ def test_a_run_with_some_errors_succeeds_and_says_how_many(tmp_path):
 
 def test_live_on_a_ccxt_exchange_refuses_a_symbol_it_does_not_list(tmp_path):
     import socket
-    import time
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -25,7 +25,7 @@ from engine.registry import get_exchange, get_frame
 from .. import charts
 from .. import format as fmt
 from ..modebar import ModeBar
-from ..workspace import stored_frame
+from engine.exchange.markets import stored_frame
 
 if TYPE_CHECKING:
     from ..app import BtkApp
