@@ -1,53 +1,48 @@
 """The btk console: a Textual app over the engine, used over SSH, driven by single keys.
 
-Screens are Textual modes (1 live, 2 backtest, 3 walker, 4 strategies, ? help). The engine
-runs in workers on the app's own event loop; ``EngineBridge`` subscribes to its events and
-posts coalesced ``EngineUpdate`` messages, whose handler redraws the screens. Every binding
-has an id and a description; the Help screen and the command palette are generated from them.
+Screens are Textual modes (1 live, 2 backtest, 3 walker, 4 strategies, ? help). The engine runs
+on a thread of its own (``engine.service.thread``): the console sends it commands and reads
+the batches of events it sends back, which ``EngineBridge`` records and turns into coalesced
+``EngineUpdate`` messages that the screens redraw from. The console's loop never runs engine
+work, so keys are answered while replays and backtests go flat out. Every binding has an id
+and a description; the Help screen and the command palette are generated from them.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+import asyncio
+import signal
+import sys
+from collections.abc import Iterable
 from functools import partial
-from pathlib import Path
+from typing import Any
 
+from rich.text import Text
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-import engine as bk
-from engine.exchange.bundled import BUNDLED
-from engine.store import default_home
+from engine.log import describe_error
+from engine.service.host import EngineHost
+from engine.service.messages import CommandError, Workspace
+from engine.service.thread import EngineThread
 from themes import DEFAULT_THEME, STYLESHEET, THEMES
 
 from . import format as fmt
 from .bridge import EngineBridge, EngineUpdate
+from .context import DEFAULT_SPEED, ConsoleConfig  # noqa: F401 (the console's configuration, re-exported)
+from .messages import BacktestRequested
 from .modebar import ModeBar
-from engine.exchange.markets import registered_or_ccxt
 from .screens.backtest import BacktestScreen
-from .screens.dialogs import ConfirmDialog, StartDialog, StartRequest
+from .screens.dialogs import ConfirmDialog, StartDialog
 from .screens.help import HelpScreen
 from .screens.live import LiveScreen
 from .screens.strategies import StrategiesScreen
 from .screens.walker import WalkerScreen
 
-DEFAULT_SPEED = 600.0      # replay: market minutes per wall minute (10 per second)
 
-
-@dataclass
-class ConsoleConfig:
-    store: Path                                           # the candle store
-    state_dir: Path = field(default_factory=lambda: default_home() / "state")   # live state (resumes on restart)
-    reports: Path = field(default_factory=lambda: default_home() / "reports")
-    speed: float = DEFAULT_SPEED
-    clock: Callable[[], float] = time.monotonic           # progress rates; tests fix it for stable pixels
-
-
-def replay_name(source: str) -> str:
-    return "replay" if source == BUNDLED else f"replay-{source}"
+SWITCH_HOLD_S = 0.001
+GIL_SWITCH_S = 0.001
 
 
 class BtkApp(App):
@@ -69,27 +64,48 @@ class BtkApp(App):
         Binding("q", "quit_console", "Quit", id="app.quit"),
     ]
 
-    def __init__(self, config: ConsoleConfig, markets: list[tuple[str, str]]) -> None:
+    def __init__(self, config: ConsoleConfig, engine: EngineThread | None = None) -> None:
         super().__init__()
         self.config = config
-        self.markets = markets              # (exchange, symbol) of the stored 1m series
         self.bridge = EngineBridge(self.post_message, clock=config.clock)
+        self.engine = engine or EngineThread(lambda deliver: EngineHost(
+            store=config.store, state_dir=config.state_dir, speed=config.speed, deliver=deliver))
+        self.workspace = Workspace([], [], [], [], str(config.state_dir), config.speed)
+        self.crash: str | None = None       # what took the console down, for the last words and exit status
         self._palette: tuple[str, dict[str, str]] | None = None
         for theme in THEMES:
             self.register_theme(theme)
         self.theme = DEFAULT_THEME
 
+    def on_load(self) -> None:
+        # The engine's thread and this one share the interpreter lock: hand it over every
+        # millisecond rather than every five, so a key waits at most that long for it.
+        sys.setswitchinterval(GIL_SWITCH_S)
+        # Before the first screen is composed: the engine's thread, and what it offers.
+        self.engine.start(self.bridge.apply)
+        self.workspace = self.engine.submit("workspace").result()
+
     def on_mount(self) -> None:
-        self.bridge.start()
+        try:
+            # An SSH drop: end as a quit does (every run stops with its state saved, never mid-write).
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.exit, None, 129)
+        except (ValueError, RuntimeError, NotImplementedError):
+            pass       # not the main thread, or no SIGHUP on this system
 
     async def on_unmount(self) -> None:
         self.bridge.stop()
-        for exchange in bk.list_exchanges():
-            if exchange.close is not None:
-                try:
-                    await exchange.close()
-                except Exception:
-                    pass  # closing on the way out: nothing left to tell
+        # Live runs stop with their state saved (each resumes on the next start); exchanges close.
+        self.engine.stop()
+
+    def delay_update(self, delay: float = 0.05) -> None:
+        # Textual holds every screen switch back 50 ms to mask the first layout of a new screen;
+        # a trader switching screens is kept waiting by it on every key. A millisecond is enough
+        # for the switch's own messages to settle.
+        super().delay_update(min(delay, SWITCH_HOLD_S))
+
+    @property
+    def markets(self) -> list[tuple[str, str]]:
+        return self.workspace.markets
 
     @property
     def colors(self) -> dict[str, str]:
@@ -98,65 +114,41 @@ class BtkApp(App):
             self._palette = (self.theme, fmt.palette(self.theme_variables))
         return self._palette[1]
 
-    # -- the bridge's updates -----------------------------------------------------------------
+    # -- the engine -----------------------------------------------------------------------------
+    async def command(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Run the engine host's command ``name``; None when it refused (the user was told why)."""
+        try:
+            return await self.engine.call(name, *args, **kwargs)
+        except CommandError as e:
+            self.notify(str(e), severity="warning", markup=False)
+            self.bridge.note(str(e), "error")
+            return None
+
     def on_engine_update(self, update: EngineUpdate) -> None:
         for screen in self.screen_stack:
             handler = getattr(screen, "on_engine", None)
             if handler is not None:
                 handler(update)
-            if update.board_version:
+            if update.runs:
                 for bar in screen.query(ModeBar):
                     bar.redraw()     # its count of live runs
 
-    # -- live runs ------------------------------------------------------------------------------
-    def live_exchange(self, given: str, symbol: str) -> str:
-        """The exchange name for a live run: ``replay`` (of the market's store exchange), a registered
-        exchange, or a ccxt id (registered on first use). Raises ValueError with the reason."""
-        if given == "replay":
-            sources = [exchange for exchange, s in self.markets if s == symbol]
-            if not sources:
-                raise ValueError(f"replay: no stored 1m candles of {symbol}")
-            source = BUNDLED if BUNDLED in sources else sources[0]
-            name = replay_name(source)
-            if name not in {e.exchange_name for e in bk.list_exchanges()}:
-                bk.add_replay_exchange(name, source=source, store_path=self.config.store, speed=self.config.speed)
-            return name
-        return registered_or_ccxt(given)
+    def running_live(self) -> list[Any]:
+        return self.bridge.running()
 
-    def start_live(self, request: StartRequest) -> bool:
-        try:
-            exchange = self.live_exchange(request.exchange, request.symbol)
-        except ValueError as e:
-            self.notify(str(e), severity="error")
-            self.bridge.note(f"not started: {e}", "error")
-            return False
-        running = {(r["symbol"], r["strategy_name"]) for r in bk.Live.list() if r["status"] == "running"}
-        if (request.symbol, request.strategy_name) in running:
-            self.notify(f"{request.strategy_name} already runs on {request.symbol}", severity="warning")
-            return False
-        self.run_worker(self._live(request.strategy_name, request.symbol, exchange), group="live",
-                        name=f"live {request.symbol} {request.strategy_name}", exit_on_error=False)
-        return True
+    async def on_backtest_requested(self, message: BacktestRequested) -> None:
+        await self.switch_mode("backtest")
+        screen = self.screen
+        if isinstance(screen, BacktestScreen):
+            screen.choose(message.strategy_name)
 
-    async def _live(self, strategy: str, symbol: str, exchange: str) -> None:
-        """The worker of one live run; its errors reach the log pane through ``listen_error``."""
-        self.bridge.note(f"started {strategy} on {symbol} ({exchange})")
-        ended = "ended"
-        try:
-            async for _ in bk.Live.run(symbol, strategy_name=strategy, exchange_name=exchange,
-                                       state_dir=self.config.state_dir):
-                pass
-        except Exception:
-            ended = "stopped by an error (see above)"
-        self.bridge.board.forget(symbol, strategy)
-        self.bridge.note(f"{strategy} on {symbol} {ended}")
-
-    def stop_live(self, symbol: str, strategy: str) -> None:
-        bk.Live.stop(symbol, strategy_name=strategy)
-        self.bridge.note(f"stopping {strategy} on {symbol}: no new signals; an open position is watched until it closes")
-
-    def running_live(self) -> list[dict]:
-        return [r for r in bk.Live.list() if r["status"] == "running"]
+    # -- failures -------------------------------------------------------------------------------
+    def _handle_exception(self, error: Exception) -> None:
+        """A widget or handler failed: the console ends (Textual's rule), but never silently and
+        never taking live runs down mid-write: ``on_unmount`` stops them with their state saved,
+        ``main`` says what happened and exits non-zero."""
+        self.crash = describe_error(error)
+        super()._handle_exception(error)
 
     # -- app actions ----------------------------------------------------------------------------
     def action_toggle_theme(self) -> None:
@@ -168,25 +160,12 @@ class BtkApp(App):
         if not running:
             self.exit()
             return
-        listed = ", ".join(f"{r['strategy_name']} on {r['symbol']}" for r in running)
+        listed = ", ".join(f"{r.strategy_name} on {r.symbol}" for r in running)
         self.push_screen(ConfirmDialog(
-            f"Quit with {len(running)} live run(s)?",
-            f"{listed} stop now. Their state is saved in {self.config.state_dir}; starting them again "
-            "(same symbol and exchange) resumes open positions and scheduled orders.", confirm="Quit"),
-            lambda yes: self.run_worker(self._quit_after_live_runs()) if yes else None)
-
-    async def _quit_after_live_runs(self) -> None:
-        """Cancel the live runs and let each close its files and database before the loop ends
-        (their state was saved before every event; cancelling loses nothing)."""
-        runs = [w for w in self.workers if w.group == "live"]
-        for worker in runs:
-            worker.cancel()
-        for worker in runs:
-            try:
-                await worker.wait()
-            except Exception:
-                pass  # cancelled or failed: either way it is over
-        self.exit()
+            Text(f"Quit with {len(running)} live run(s)?"),
+            Text(f"{listed} stop now. Their state is saved in {self.config.state_dir}; starting them again "
+                 "(same symbol and exchange) resumes open positions and scheduled orders."), confirm="Quit"),
+            lambda yes: self.exit() if yes else None)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The command palette: every binding's action, by description, plus Textual's own."""
@@ -205,3 +184,16 @@ class BtkApp(App):
             return
         await self.switch_mode(where)
         await self.run_action(action, self.screen)
+
+
+def exit_words(app: BtkApp) -> tuple[str, int]:
+    """What ``btk`` says as it ends, and its exit status (non-zero after a crash or an SSH drop)."""
+    if app.crash is not None:
+        return (f"btk: the console stopped on an error: {app.crash}; live runs were stopped with their state "
+                f"saved in {app.config.state_dir} (starting them again resumes them)", 1)
+    code = app.return_code or 0
+    if code == 129:
+        return (f"btk: the terminal closed (SIGHUP); live runs were stopped with their state saved in "
+                f"{app.config.state_dir}", 129)
+    return "", code
+

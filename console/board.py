@@ -155,12 +155,11 @@ class LiveBoard:
                   f"[{event.risk_name}] {note}", "risk")
         self._touch(event.timestamp)
 
-    def apply_error(self, event: bk.ErrorEvent) -> None:
+    def apply_error(self, event: Any) -> None:
+        """An engine error (the host's ``ErrorNote``: its text, where, symbol and strategy)."""
         self.summary.errors += 1
-        error = event.error
-        what = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
         where = " ".join(x for x in (event.where, event.symbol, event.strategy_name) if x)
-        self._add(self.log, self.last_time, f"error {where}: {' '.join(what.split())}", "error")
+        self._add(self.log, self.last_time, f"error {where}: {event.text}", "error")
         self._touch(0)
 
     def note(self, text: str, kind: str = "info") -> None:

@@ -1,11 +1,11 @@
-"""The engine bridge: the console's subscription to the engine's event bus.
+"""The engine bridge: the console's side of the engine host.
 
-The engine runs in Textual workers on the app's own event loop and calls these
-listeners synchronously from its emits. A listener only records the event in a model
-(``LiveBoard``, the latest backtest progress, the walker's finished cells) and asks for
-a redraw; redraws coalesce to at most ``REFRESH_HZ`` per second, each one message
-(``EngineUpdate``) that the app's handler turns into widget updates. No polling: with
-nothing happening, nothing is scheduled.
+The engine runs on a thread of its own (``engine.service``); its host hands the console
+``EventBatch`` es, at most ten a second, on the console's loop. ``apply`` records each in a
+model (``LiveBoard``, the runs' statuses, the runs saved on disk, the backtest's progress, the
+walker's finished cells) and asks for a redraw; redraws coalesce to at most ``REFRESH_HZ`` per
+second, each one message (``EngineUpdate``) that the app's handler turns into widget updates.
+No polling: with nothing happening, nothing is scheduled.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any
 from textual.message import Message
 
 import engine as bk
-from engine.events import bus
+from engine.service.messages import BacktestProgress as BacktestProgressEvent
+from engine.service.messages import ErrorNote, EventBatch, Milestone, Note, RunStatus
 
 from .board import LiveBoard
 
@@ -65,9 +66,9 @@ class WalkerBoard:
 class EngineUpdate(Message):
     """Something the screens show has changed since the last update."""
 
-    def __init__(self, board_version: int, backtest: bool, walker: bool) -> None:
+    def __init__(self, board_version: int, backtest: bool, walker: bool, runs: bool = False) -> None:
         super().__init__()
-        self.board_version, self.backtest, self.walker = board_version, backtest, walker
+        self.board_version, self.backtest, self.walker, self.runs = board_version, backtest, walker, runs
 
 
 class EngineBridge:
@@ -84,51 +85,47 @@ class EngineBridge:
         self.board = LiveBoard()
         self.progress = BacktestProgress()
         self.walker = WalkerBoard()
-        self._unsubscribe: list[Callable[[], None]] = []
+        self.runs: dict[tuple[str, str], RunStatus] = {}
+        self.saved: list[bk.SavedRun] = []
         self._handle: Any = None      # the pending flush (anything with cancel())
         self._last_flush = float("-inf")
-        self._backtest_dirty = self._walker_dirty = False
+        self._backtest_dirty = self._walker_dirty = self._runs_dirty = False
         self._board_seen = 0
 
-    # -- subscription ---------------------------------------------------------------------
-    def start(self) -> None:
-        if self._unsubscribe:
-            return
-        live = (lambda e: not e.backtest)
-        self._unsubscribe = [
-            bk.listen_signal_live(self.on_tick),
-            bus.partial_profit.subscribe(lambda e: self.on_milestone("profit", e), live),
-            bus.partial_loss.subscribe(lambda e: self.on_milestone("loss", e), live),
-            bus.risk.subscribe(self.on_risk, live),
-            bk.listen_error(self.on_error),
-            bk.listen_backtest_progress(self.on_backtest_progress),
-            bk.listen_walker(self.on_walker_cell),
-            bk.listen_walker_progress(self.on_walker_progress),
-        ]
-
     def stop(self) -> None:
-        for unsubscribe in self._unsubscribe:
-            unsubscribe()
-        self._unsubscribe.clear()
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
 
-    # -- engine listeners (synchronous, cheap) ------------------------------------------------
-    def on_tick(self, tick: Any) -> None:
-        self.board.apply_tick(tick)
-        self._changed()
-
-    def on_milestone(self, kind: str, event: Any) -> None:
-        self.board.apply_milestone(kind, event)
-        self._changed()
-
-    def on_risk(self, event: Any) -> None:
-        self.board.apply_risk(event)
-        self._changed()
-
-    def on_error(self, event: Any) -> None:
-        self.board.apply_error(event)
+    # -- the host's batches ----------------------------------------------------------------
+    def apply(self, batch: EventBatch) -> None:
+        """Record a batch in the models (on the console's loop), then ask for one redraw."""
+        board = self.board
+        for event in batch.events:
+            if isinstance(event, Milestone):
+                board.apply_milestone(event.kind, event.event)
+            elif isinstance(event, bk.RiskEvent):
+                board.apply_risk(event)
+            elif isinstance(event, ErrorNote):
+                board.apply_error(event)
+            elif isinstance(event, Note):
+                board.note(event.text, event.kind)
+            else:
+                board.apply_tick(event)
+        for tick in batch.ticks:
+            board.apply_tick(tick)
+        if batch.runs is not None:
+            self.runs = {run.key: run for run in batch.runs}
+            self._runs_dirty = True
+        if batch.saved is not None:
+            self.saved = list(batch.saved)
+            self._runs_dirty = True
+        if batch.backtest is not None:
+            self.on_backtest_progress(batch.backtest)
+        for cell in batch.walker_cells:
+            self.on_walker_cell(cell)
+        if batch.walker_progress is not None:
+            self.on_walker_progress(batch.walker_progress)
         self._changed()
 
     def note(self, text: str, kind: str = "info") -> None:
@@ -140,27 +137,28 @@ class EngineBridge:
         self._backtest_dirty = True
         self._changed()
 
-    def on_backtest_progress(self, event: bk.BacktestProgressEvent) -> None:
+    def on_backtest_progress(self, event: BacktestProgressEvent) -> None:
         p = self.progress
         if p.run != (event.symbol, event.strategy_name):
-            return  # another run's (a walker's inline cells are backtests too)
+            return
         if p.started is None:
             p.started = self.clock()
-        p.processed, p.total, p.updated = event.processed_frames, event.total_frames, self.clock()
+        p.processed, p.total, p.updated = event.processed, event.total, self.clock()
         self._backtest_dirty = True
-        self._changed()
 
     def on_walker_cell(self, event: bk.WalkerEvent) -> None:
         self.walker.cells[(event.symbol, event.strategy_name)] = event
         self._walker_dirty = True
-        self._changed()
 
     def on_walker_progress(self, event: bk.WalkerProgressEvent) -> None:
         self.walker.processed, self.walker.total = event.processed_cells, event.total_cells
         if event.failed:
             self.walker.failed.add((event.symbol, event.strategy_name))
         self._walker_dirty = True
-        self._changed()
+
+    def running(self) -> list[RunStatus]:
+        """The live runs going (running, paused or stopping)."""
+        return [r for r in self.runs.values() if r.state != "ended"]
 
     # -- coalescing ---------------------------------------------------------------------------
     def _changed(self) -> None:
@@ -180,9 +178,10 @@ class EngineBridge:
         self._handle = None
         self._last_flush = self.clock()
         board_changed = self.board.version != self._board_seen
-        if not (board_changed or self._backtest_dirty or self._walker_dirty):
+        if not (board_changed or self._backtest_dirty or self._walker_dirty or self._runs_dirty):
             return
         self._board_seen = self.board.version
-        update = EngineUpdate(self.board.version if board_changed else 0, self._backtest_dirty, self._walker_dirty)
-        self._backtest_dirty = self._walker_dirty = False
+        update = EngineUpdate(self.board.version if board_changed else 0, self._backtest_dirty, self._walker_dirty,
+                              self._runs_dirty)
+        self._backtest_dirty = self._walker_dirty = self._runs_dirty = False
         self.post(update)

@@ -22,7 +22,7 @@ from engine.log import describe_error
 from engine.store import CandleFileError, StoreError, connect, delete_candles, default_store_path, import_candles, read_candle_file, summaries
 
 from engine.exchange.bundled import BUNDLED, ensure_seeded
-from engine.exchange.markets import MarketError, reserved_exchange_name, stored_frame, stored_markets
+from engine.exchange.markets import MarketError, reserved_exchange_name, stored_frame
 
 from .progress import ProgressBar
 from .usage import UsageError, check_writable, parse_time
@@ -151,7 +151,8 @@ def _main(argv: list[str] | None = None) -> int:
 
 def _console(args: argparse.Namespace) -> int:
     """``btk`` alone: open the console on the default workspace (bundled data, offline)."""
-    from .app import DEFAULT_SPEED, BtkApp, ConsoleConfig
+    from .app import BtkApp, exit_words
+    from .context import DEFAULT_SPEED, ConsoleConfig
     speed = DEFAULT_SPEED if args.console_speed is None else args.console_speed
     if not speed >= 0:
         print(f"btk: --speed must be a number >= 0 (0: as fast as possible), got {speed}", file=sys.stderr)
@@ -159,7 +160,6 @@ def _console(args: argparse.Namespace) -> int:
     store = args.store or default_store_path()
     try:
         asyncio.run(open_workspace(store, args.load))
-        markets = asyncio.run(stored_markets(store))
     except WorkspaceError as e:
         print(f"btk: {e}", file=sys.stderr)
         return 2
@@ -169,8 +169,15 @@ def _console(args: argparse.Namespace) -> int:
     config = ConsoleConfig(store=store, speed=speed)
     if args.console_state_dir is not None:
         config.state_dir = args.console_state_dir
-    BtkApp(config, markets).run()
-    return 0
+    app = BtkApp(config)
+    try:
+        app.run()
+    finally:
+        app.engine.stop()        # whatever ended the console, live runs stop with their state saved
+    words, code = exit_words(app)
+    if words:
+        print(words, file=sys.stderr)
+    return code
 
 
 async def _dispatch(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 if TYPE_CHECKING:
-    from .app import BtkApp
+    from .context import ConsoleApp
 
 KEY_NAMES = {"question_mark": "?", "escape": "esc", "enter": "enter"}
 
@@ -21,7 +21,7 @@ def key_label(key: str) -> str:
 
 class ModeBar(Static):
     DEFAULT_CSS = "ModeBar { height: 1; }"
-    app: BtkApp
+    app: ConsoleApp
 
     def __init__(self, mode: str) -> None:
         super().__init__(classes="mode-bar")
@@ -34,7 +34,7 @@ class ModeBar(Static):
     def redraw(self) -> None:
         colors = self.app.colors
         text = Text(" btk ", style=f"bold {colors['primary']}")
-        for binding in self.app.BINDINGS:
+        for binding in self.app.BINDINGS:  # type: ignore[attr-defined]
             if not binding.id or not binding.id.startswith("screen."):
                 continue
             mode = binding.id.removeprefix("screen.")
@@ -43,7 +43,7 @@ class ModeBar(Static):
                 text.append(label, style=f"bold {colors['foreground']} on {colors['primary-darken-2']}")
             else:
                 text.append(label, style=colors["muted"])
-        running = len(self.app.running_live())
+        running = len(self.app.bridge.running())
         if running:
             text.append(f"  {running} live", style=colors["success"])
         self.update(text)

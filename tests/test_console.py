@@ -87,7 +87,7 @@ async def test_backtest_runs_and_shows_results(seeded_store, tmp_path):
         assert len(closed) == expected.total_signals > 0
         assert screen.query_one("#bt-trades", DataTable).row_count == len(closed)
         status = rendered(screen.query_one("#bt-status", Label))
-        assert status.startswith("done: 28,799 candles") and f"{len(closed)} closed signals" in status
+        assert status.startswith("done · 28,799 candles") and f"{len(closed)} closed signals" in status
         stats = rendered(screen.query_one("#stats", Static))
         assert f"total PnL      {expected.total_pnl:+.3f}%" in stats and "Sharpe" in stats
         await pilot.press("v", "v", "v")          # stats -> trades -> equity -> chart
@@ -130,7 +130,7 @@ async def test_replay_signal_opens_and_closes_then_stops_with_confirmation(seede
         await pilot.press("x", "y")
         await wait_for(pilot, lambda: bk.Live.list()[0]["status"] != "running", "the run to end after its stop")
         await pilot.pause(0.3)
-        assert not board.open and "sma_cross on BTCUSDT ended" in "\n".join(line.text for line in board.log)
+        assert not board.open and "sma_cross on BTCUSDT: stopped" in "\n".join(line.text for line in board.log)
         assert (tmp_path / "state").is_dir()      # the run kept its state where the console said
 
 

@@ -13,22 +13,21 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Label, ProgressBar, Select, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Label, ProgressBar, Select, Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
 import engine as bk
-from engine.exchange.client import ExchangeClient
-from engine.interval import MINUTE_MS, align
-from engine.registry import get_exchange, get_frame
+from engine.log import describe_error
+from engine.service.messages import BacktestOutcome
 
 from .. import charts
 from .. import format as fmt
+from ..keybar import KeyBar
 from ..modebar import ModeBar
-from engine.exchange.markets import stored_frame
+from .base import BtkScreen
 
 if TYPE_CHECKING:
-    from ..app import BtkApp
+    from ..context import ConsoleApp
 
 STORED = "stored"     # the frame choice "all stored candles of the market"
 VIEWS = ("tab-stats", "tab-trades", "tab-equity", "tab-chart")
@@ -36,11 +35,12 @@ TRADE_COLUMNS = ("#", "side", "opened", "closed", "entry", "exit", "reason", "Pn
 
 
 class BacktestDone(Message):
-    def __init__(self, title: str, closed: list[Any], stats: bk.BacktestStatistics, candles: Any, start: int,
-                 frames: int, seconds: float | None) -> None:
+    def __init__(self, outcome: BacktestOutcome) -> None:
         super().__init__()
-        self.title, self.closed, self.stats, self.candles, self.start = title, closed, stats, candles, start
-        self.frames, self.seconds = frames, seconds
+        self.outcome = outcome
+        self.title, self.closed, self.stats, self.candles = outcome.title, outcome.closed, outcome.stats, \
+            outcome.candles
+        self.start, self.frames, self.seconds = outcome.start, outcome.processed, outcome.seconds
 
 
 class BacktestFailed(Message):
@@ -49,14 +49,14 @@ class BacktestFailed(Message):
         self.reason = reason
 
 
-class BacktestScreen(Screen):
+class BacktestScreen(BtkScreen):
     BINDINGS = [
         Binding("r", "run", "Run", id="backtest.run"),
         Binding("x", "stop", "Stop run", id="backtest.stop"),
         Binding("v", "next_view", "Next view", id="backtest.next_view"),
         Binding("d", "dump", "Save report", id="backtest.dump"),
     ]
-    app: BtkApp
+    app: ConsoleApp
 
     def __init__(self) -> None:
         super().__init__()
@@ -66,12 +66,14 @@ class BacktestScreen(Screen):
         self.chart_title = ""
 
     def compose(self) -> ComposeResult:
-        strategies = [s.strategy_name for s in bk.list_strategies()]
-        markets = [(f"{symbol} · {exchange}", (exchange, symbol)) for exchange, symbol in self.app.markets]
-        frames = [("all stored candles", STORED)] + [(f.frame_name, f.frame_name) for f in bk.list_frames()]
+        workspace = self.app.workspace
+        strategies = [s.strategy_name for s in workspace.strategies]
+        markets = [(Text(f"{symbol} · {exchange}"), (exchange, symbol)) for exchange, symbol in workspace.markets]
+        frames = [(Text("all stored candles"), STORED)] + [(Text(f), f) for f in workspace.frames]
         yield ModeBar("backtest")
         with Horizontal(classes="form"):
-            yield Select([(s, s) for s in strategies], value=strategies[0] if strategies else Select.BLANK,
+            # Option labels are Text: a name such as sma_cross[fast=5,slow=30] is never read as markup.
+            yield Select([(Text(s), s) for s in strategies], value=strategies[0] if strategies else Select.BLANK,
                          id="bt-strategy", prompt="strategy", allow_blank=not strategies)
             yield Select(markets, value=markets[0][1] if markets else Select.BLANK, id="bt-market",
                          prompt="market", allow_blank=not markets)
@@ -88,7 +90,7 @@ class BacktestScreen(Screen):
                 yield PlotextPlot(id="bt-equity")
             with TabPane("chart", id="tab-chart"):
                 yield PlotextPlot(id="bt-candles")
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#bt-trades", DataTable).add_columns(*TRADE_COLUMNS)
@@ -96,6 +98,10 @@ class BacktestScreen(Screen):
 
     def on_screen_resume(self) -> None:
         self.on_engine()
+
+    def choose(self, strategy_name: str) -> None:
+        """Show ``strategy_name`` as the strategy to run (from the Strategies screen's ``b``)."""
+        self.query_one("#bt-strategy", Select).value = strategy_name
 
     # -- running --------------------------------------------------------------------------
     def choice(self) -> tuple[str, str, str, str] | None:
@@ -109,59 +115,45 @@ class BacktestScreen(Screen):
     def action_run(self) -> None:
         choice = self.choice()
         if choice is None:
-            self.app.notify("choose a strategy and a market first", severity="warning")
+            self.app.notify("choose a strategy and a market first", severity="warning")  # type: ignore[attr-defined]
             return
         if self.running is not None:
-            self.app.notify(f"a backtest is running ({self.running[1]} on {self.running[0]}): x stops it",
-                            severity="warning")
+            self.app.notify(f"a backtest is running ({self.running[1]} on {self.running[0]}): x stops it",  # type: ignore
+                            severity="warning", markup=False)
             return
         strategy, exchange, symbol, frame = choice
         self.running = (symbol, strategy)
-        self.query_one("#bt-status", Label).update(f"starting {strategy} on {symbol}...")
+        self.query_one("#bt-status", Label).update(Text(f"starting {strategy} on {symbol}..."))
         self.query_one("#bt-progress", ProgressBar).update(progress=0)
-        self.run_backtest(strategy, exchange, symbol, frame)
+        self.app.bridge.begin_backtest(symbol, strategy)
+        self.run_backtest(strategy, exchange, symbol, None if frame == STORED else frame)
 
     @work(group="backtest", exit_on_error=False)
-    async def run_backtest(self, strategy: str, exchange: str, symbol: str, frame: str) -> None:
-        """The worker: runs the engine and posts the outcome; the handlers touch the widgets."""
-        bridge = self.app.bridge
+    async def run_backtest(self, strategy: str, exchange: str, symbol: str, frame: str | None) -> None:
+        """The worker: asks the engine and posts the outcome; the handlers touch the widgets."""
         try:
-            frame_name = await stored_frame(self.app.config.store, exchange, symbol) if frame == STORED else frame
-            bridge.begin_backtest(symbol, strategy)
-            closed: list[Any] = []
-            async for result in bk.Backtest.run(symbol, strategy_name=strategy, exchange_name=exchange,
-                                                frame_name=frame_name):
-                if result.action == "closed":
-                    closed.append(result)
-            progress = bridge.progress
-            seconds = (progress.updated - progress.started) if progress.started is not None and \
-                progress.updated is not None and progress.updated > progress.started else None
-            f = get_frame(frame_name)
-            start = align(f.start, MINUTE_MS)
-            count = (align(f.end, MINUTE_MS) - start) // MINUTE_MS + 1
-            candles = await ExchangeClient(get_exchange(exchange)).fetch(symbol, "1m", start, count, attempts=1)
-            self.post_message(BacktestDone(f"{strategy} on {symbol} ({exchange}, {frame_name})", closed,
-                                           bk.backtest_statistics(closed), candles, start, progress.total, seconds))
+            outcome = await self.app.command("run_backtest", strategy, exchange, symbol, frame)
+            self.post_message(BacktestDone(outcome) if outcome is not None else
+                              BacktestFailed("the engine refused it (see the log)"))
         except Exception as exc:
-            self.post_message(BacktestFailed(f"{type(exc).__name__}: {' '.join(str(exc).split())}"))
-        finally:
-            self.running = None
+            self.post_message(BacktestFailed(describe_error(exc)))
 
     def action_stop(self) -> None:
         if self.running is None:
-            self.app.notify("no backtest is running", severity="warning")
+            self.app.notify("no backtest is running", severity="warning")  # type: ignore[attr-defined]
             return
-        bk.Backtest.stop(self.running[0], strategy_name=self.running[1])
-        self.query_one("#bt-status", Label).update("stopping: the open position resolves, then the run ends")
+        self.run_worker(self.app.command("stop_backtest"), group="command")
+        self.query_one("#bt-status", Label).update(Text("stopping: the open position resolves, then the run ends"))
 
     async def action_dump(self) -> None:
-        choice = self.choice()
-        if self.result is None or choice is None:
-            self.app.notify("run a backtest first", severity="warning")
+        if self.result is None:
+            self.app.notify("run a backtest first", severity="warning")  # type: ignore[attr-defined]
             return
-        path = await bk.Backtest.dump(choice[2], strategy_name=choice[0], path=str(self.app.config.reports))
-        self.app.notify(f"report saved to {path}")
-        self.app.bridge.note(f"backtest report saved to {path}")
+        outcome = self.result.outcome
+        path = await self.app.command("dump_backtest", outcome.symbol, outcome.strategy_name,
+                                      str(self.app.config.reports))
+        if path is not None:
+            self.app.notify(f"report saved to {path}", markup=False)  # type: ignore[attr-defined]
 
     def action_next_view(self) -> None:
         tabs = self.query_one("#bt-results", TabbedContent)
@@ -176,39 +168,48 @@ class BacktestScreen(Screen):
             return
         self.query_one("#bt-progress", ProgressBar).update(progress=100.0 * p.processed / p.total)
         rate = p.rate
-        self.query_one("#bt-status", Label).update(
-            f"{100.0 * p.processed / p.total:5.1f}%  {p.processed:,} of {p.total:,} candles  "
-            f"{f'{rate:,.0f}/s' if rate else '--/s'}  ETA {fmt.seconds(p.eta)}")
+        self.query_one("#bt-status", Label).update(Text(
+            f"{100.0 * p.processed / p.total:5.1f}% · {p.processed:,} of {p.total:,} candles · "
+            f"{f'{rate:,.0f}/s' if rate else '--/s'} · ETA {fmt.seconds(p.eta)}"))
 
     def on_backtest_done(self, message: BacktestDone) -> None:
+        self.running = None
         self.result, self.selected = message, None
-        self.query_one("#bt-progress", ProgressBar).update(progress=100)
-        rate = f" in {message.seconds:.2f} s ({message.frames / message.seconds:,.0f}/s)" if message.seconds else ""
-        self.query_one("#bt-status", Label).update(
-            f"done: {message.frames:,} candles{rate}, {len(message.closed)} closed signals")
+        outcome = message.outcome
+        p = self.app.bridge.progress     # timed on the console's clock (frozen in tests: no rate shown)
+        seconds = p.updated - p.started if p.started is not None and p.updated is not None else 0.0
+        rate = f" in {seconds:.2f} s ({message.frames / seconds:,.0f}/s)" if seconds > 0 else ""
+        if outcome.stopped:
+            done = 100.0 * outcome.processed / outcome.total if outcome.total else 0.0
+            self.query_one("#bt-progress", ProgressBar).update(progress=done)
+            status = (f"stopped at {done:.0f}%: {outcome.processed:,} of {outcome.total:,} candles, "
+                      f"{len(message.closed)} closed signals")
+        else:
+            self.query_one("#bt-progress", ProgressBar).update(progress=100)
+            status = f"done · {message.frames:,} candles{rate} · {len(message.closed)} closed signals"
+        self.query_one("#bt-status", Label).update(Text(status))
         table = self.query_one("#bt-trades", DataTable)
         table.clear()
         colors = self.app.colors
-        for i, t in enumerate(message.closed, 1):
-            s = t.signal
-            table.add_row(str(i), s.position, fmt.when(s.pending_at or s.scheduled_at), fmt.when(t.close_timestamp),
-                          fmt.price(s.price_open), fmt.price(t.pnl.price_close), t.close_reason,
-                          fmt.signed(t.pnl.pnl_percentage, colors), key=str(i))
+        table.add_rows((str(i), t.signal.position, fmt.when(t.signal.pending_at or t.signal.scheduled_at),
+                        fmt.when(t.close_timestamp), fmt.price(t.signal.price_open), fmt.price(t.pnl.price_close),
+                        t.close_reason, fmt.signed(t.pnl.pnl_percentage, colors))
+                       for i, t in enumerate(message.closed, 1))
         self.redraw_results()
-        self.app.bridge.note(f"backtest {message.title}: {len(message.closed)} closed, total PnL "
-                             f"{fmt.percent(message.stats.total_pnl)}")
 
     def on_backtest_failed(self, message: BacktestFailed) -> None:
+        self.running = None
         self.query_one("#bt-status", Label).update(Text(f"failed: {message.reason}",
                                                         style=self.app.colors["error"]))
         self.app.bridge.note(f"backtest failed: {message.reason}", "error")
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if self.result is None or event.data_table.id != "bt-trades" or event.row_key.value is None:
+        if self.result is None or event.data_table.id != "bt-trades" or not 0 <= event.cursor_row < len(
+                self.result.closed):
             return
         if not event.data_table.has_focus:
             return  # the cursor placed by filling the table: keep the whole-frame chart
-        self.selected = self.result.closed[int(event.row_key.value) - 1]
+        self.selected = self.result.closed[event.cursor_row]
         self._draw_candles()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -218,7 +219,8 @@ class BacktestScreen(Screen):
     def redraw_results(self) -> None:
         if self.result is None:
             return
-        self.query_one("#stats", Static).update(stats_table(self.result.title, self.result.stats))
+        self.query_one("#stats", Static).update(stats_table(self.result.title, self.result.stats,
+                                                            self.result.outcome.orders))
         plot = self.query_one("#bt-equity", PlotextPlot)
         charts.draw_equity(plot.plt, self.result.closed, self.result.start, self.app.colors)
         plot.refresh()
@@ -234,7 +236,7 @@ class BacktestScreen(Screen):
         plot.refresh()
 
 
-def stats_table(title: str, s: bk.BacktestStatistics) -> Table:
+def stats_table(title: str, s: bk.BacktestStatistics, orders: Any = None) -> Table:
     """Two columns of label / value pairs: the numbers a trader reads first on the left."""
     n = fmt.number
     left = [("closed", f"{s.total_signals} ({s.win_count}W / {s.loss_count}L)"),
@@ -248,11 +250,14 @@ def stats_table(title: str, s: bk.BacktestStatistics) -> Table:
              ("avg win / loss", f"{fmt.percent(s.avg_win)} / {fmt.percent(s.avg_loss)}"),
              ("streaks W / L", f"{s.max_win_streak} / {s.max_loss_streak}"),
              ("trades / year", n(s.trades_per_year, 1)), ("yearly return", fmt.percent(s.expected_yearly_returns))]
+    if orders is not None:
+        left.append(("entries", orders.summary()))
+        right.append(("", ""))
     table = Table.grid(padding=(0, 2))
-    table.title = title
+    table.title = Text(title)
     table.title_justify = "left"
     for _ in range(4):
         table.add_column()
     for (a, b), (c, d) in zip(left, right):
-        table.add_row(a, b, c, d)
+        table.add_row(a, Text(b), c, Text(d))
     return table

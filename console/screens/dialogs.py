@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -21,9 +22,12 @@ class ConfirmDialog(ModalScreen[bool]):
         Binding("n,escape", "answer(False)", "Cancel", id="confirm.no"),
     ]
 
-    def __init__(self, title: str, body: str, confirm: str = "Confirm", danger: bool = True) -> None:
+    def __init__(self, title: str | Text, body: str | Text, confirm: str = "Confirm", danger: bool = True) -> None:
         super().__init__()
-        self.title_text, self.body, self.confirm, self.danger = title, body, confirm, danger
+        # Shown as text: names in them (``sma_cross[fast=5,slow=30]``) are never read as markup.
+        self.title_text, self.body = Text(title) if isinstance(title, str) else title, \
+            Text(body) if isinstance(body, str) else body
+        self.confirm, self.danger = confirm, danger
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog danger" if self.danger else "dialog"):
@@ -63,8 +67,8 @@ class StartDialog(ModalScreen[StartRequest | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(f"Start {self.strategy_name}", id="start-title")
-            yield Select([(s, s) for s in self.symbols], value=self.symbols[0] if self.symbols else Select.BLANK,
+            yield Label(Text(f"Start {self.strategy_name}"), id="start-title")
+            yield Select([(Text(s), s) for s in self.symbols], value=self.symbols[0] if self.symbols else Select.BLANK,
                          allow_blank=not self.symbols, id="start-symbol", prompt="symbol")
             yield Input(value="replay", id="start-exchange",
                         placeholder="replay, or an exchange: bundled, binance...")

@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
+
+from ..keybar import KeyBar
 from ..modebar import ModeBar, key_label
+from .base import BtkScreen
 
 if TYPE_CHECKING:
-    from ..app import BtkApp
+    from textual.app import App
 
 COLUMNS = ("where", "keys", "id", "what it does")
 
@@ -22,26 +24,26 @@ def key_names(binding: Binding) -> str:
     return " / ".join(key_label(k) for k in binding.key.split(","))
 
 
-def all_bindings(app: BtkApp) -> Iterator[tuple[str, Binding]]:
+def all_bindings(app: App) -> Iterator[tuple[str, Binding]]:
     """(where, binding) for every binding with an id, app-wide first, in declaration order."""
+    dialogs = getattr(app, "DIALOGS", {})
     owners = [("everywhere", type(app))] + [(mode, screen) for mode, screen in app.MODES.items()] + \
-        [(name, dialog) for name, dialog in app.DIALOGS.items()]
+        [(name, dialog) for name, dialog in dialogs.items()]
     for where, owner in owners:
         for item in owner.BINDINGS:
             if isinstance(item, Binding) and item.id:
                 yield where, item
 
 
-class HelpScreen(Screen):
+class HelpScreen(BtkScreen):
     BINDINGS = [Binding("escape", "back", "Back", id="help.back")]
-    app: BtkApp
 
     def compose(self) -> ComposeResult:
         yield ModeBar("help")
         yield Static("btk keys: single keys switch screens; ctrl+p opens the command palette with every action",
                      classes="status-line")
         yield DataTable(id="help-table", classes="pane", cursor_type="row", zebra_stripes=True)
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         table = self.query_one("#help-table", DataTable)

@@ -9,16 +9,17 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, RichLog, Static
+from textual.widgets import DataTable, RichLog, Static
 
 from .. import format as fmt
 from ..board import FeedLine, LiveBoard
 from ..bridge import EngineUpdate
+from ..keybar import KeyBar
 from ..modebar import ModeBar
+from .base import BtkScreen
 
 if TYPE_CHECKING:
-    from ..app import BtkApp
+    from ..context import ConsoleApp
 
 SIGNAL_COLUMNS = ("symbol", "strategy", "side", "entry", "TP", "SL", "VWAP", "SL◀ ▶TP", "PnL", "age")
 SCHEDULED_COLUMNS = ("symbol", "strategy", "side", "entry", "VWAP", "distance", "TP", "SL", "time left")
@@ -26,12 +27,12 @@ FEEDS = ("milestones", "risk", "log")
 EMPTY_HINT = "no open signals: press 4 for Strategies, then enter to start one on a replay"
 
 
-class LiveScreen(Screen):
+class LiveScreen(BtkScreen):
     BINDINGS = [
         Binding("c", "clear_feeds", "Clear feeds", id="live.clear_feeds"),
         Binding("f", "focus_next_pane", "Next pane", id="live.next_pane"),
     ]
-    app: BtkApp
+    app: ConsoleApp
 
     def compose(self) -> ComposeResult:
         yield ModeBar("live")
@@ -41,7 +42,7 @@ class LiveScreen(Screen):
             for name in FEEDS:
                 yield RichLog(id=f"feed-{name}", classes="pane", max_lines=200, wrap=True, markup=False, min_width=16)
         yield Static(id="live-pnl", classes="status-line")
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         signals = self.query_one("#live-signals", DataTable)

@@ -9,74 +9,75 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Select, Static
-
-import engine as bk
+from textual.widgets import DataTable, Static
 
 from .. import format as fmt
+from ..keybar import KeyBar
+from ..messages import BacktestRequested
 from ..modebar import ModeBar
 from .dialogs import ConfirmDialog, StartDialog, StartRequest
+from .base import BtkScreen
 
 if TYPE_CHECKING:
-    from ..app import BtkApp
+    from ..context import ConsoleApp
 
 COLUMNS = ("strategy", "interval", "risk", "running", "position", "note")
 
 
-class StrategiesScreen(Screen):
+class StrategiesScreen(BtkScreen):
     BINDINGS = [
         Binding("enter,n", "start", "Start", id="strategies.start"),
         Binding("x", "stop", "Stop", id="strategies.stop"),
         Binding("b", "backtest", "Backtest it", id="strategies.backtest"),
     ]
-    app: BtkApp
+    app: ConsoleApp
 
     def compose(self) -> ComposeResult:
         yield ModeBar("strategies")
         yield DataTable(id="st-table", classes="pane", cursor_type="row", zebra_stripes=True)
         yield Static(id="st-hint", classes="status-line")
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         table = self.query_one("#st-table", DataTable)
         table.border_title = "strategies"
         table.add_columns(*COLUMNS)
         self.query_one("#st-hint", Static).update(
-            "enter: start on a symbol (replay = paper trading on stored candles) · x: stop · b: backtest")
-        self.app.theme_changed_signal.subscribe(self, lambda _: self.on_engine())
+            Text("enter: start on a symbol (replay = paper trading on stored candles) · x: stop · b: backtest"))
+        self.app.theme_changed_signal.subscribe(self, lambda _: self.on_engine())  # type: ignore[attr-defined]
         self.on_engine()
 
     def on_screen_resume(self) -> None:
         self.on_engine()
 
-    def runs(self) -> dict[str, list[dict[str, Any]]]:
-        """Running live / replay runs per strategy."""
-        out: dict[str, list[dict[str, Any]]] = {}
-        for run in bk.Live.list():
-            if run["status"] == "running":
-                out.setdefault(run["strategy_name"], []).append(run)
+    def runs(self) -> dict[str, list[Any]]:
+        """Live / replay runs going, per strategy."""
+        out: dict[str, list[Any]] = {}
+        for run in self.app.bridge.running():
+            out.setdefault(run.strategy_name, []).append(run)
         return out
 
     def on_engine(self, update: Any = None) -> None:
+        if update is not None and not (update.runs or update.board_version):
+            return
         table = self.query_one("#st-table", DataTable)
         row = table.cursor_row
         table.clear()
         runs = self.runs()
         board = self.app.bridge.board
         colors = self.app.colors
-        for s in bk.list_strategies():
+        for s in self.app.workspace.strategies:
             mine = runs.get(s.strategy_name, [])
-            running = ", ".join(f"{r['symbol']} ({r['exchange_name']})" for r in mine) or "-"
+            running = ", ".join(f"{r.symbol} ({r.exchange_name})" for r in mine) or "-"
             position: Any = "-"
             for r in mine:
-                key = (r["symbol"], s.strategy_name)
+                key = (r.symbol, s.strategy_name)
                 if key in board.open:
                     o = board.open[key]
                     position = Text(f"{o.signal.position} ").append_text(fmt.signed(o.pnl, colors))
                 elif key in board.scheduled:
                     position = Text(f"waiting {board.scheduled[key].signal.position}", style=colors["warning"])
-            table.add_row(fmt.plain(s.strategy_name), s.interval, ", ".join(s.risk_names) or "-",
+            table.add_row(fmt.plain(s.strategy_name), s.interval, fmt.plain(", ".join(s.risk_names) or "-"),
                           Text(running, style=colors["success"]) if mine else running, position, fmt.plain(s.note),
                           key=s.strategy_name)
         if table.row_count:
@@ -95,53 +96,47 @@ class StrategiesScreen(Screen):
         name = self.current()
         if name is None:
             return
-        symbols = list(dict.fromkeys(symbol for _, symbol in self.app.markets))
+        symbols = list(dict.fromkeys(symbol for _, symbol in self.app.workspace.markets))
 
         def started(request: StartRequest | None) -> None:
             if request is not None:
-                self.app.start_live(request)
-                self.on_engine()
+                self.run_worker(self.app.command("start_live", request.strategy_name, request.symbol,
+                                                 request.exchange), group="command")
 
-        self.app.push_screen(StartDialog(name, symbols), started)
+        self.app.push_screen(StartDialog(name, symbols), started)  # type: ignore[attr-defined]
 
     def action_stop(self) -> None:
         name = self.current()
         mine = self.runs().get(name or "", [])
-        if not mine:
-            self.app.notify(f"{name} is not running", severity="warning")
+        if not mine or name is None:
+            self.app.notify(f"{name} is not running", severity="warning", markup=False)  # type: ignore[attr-defined]
             return
         run = mine[0]
-        symbol = run["symbol"]
+        symbol = run.symbol
         board = self.app.bridge.board
         consequences = ["It takes no new signals."]
         waiting = board.scheduled.get((symbol, name))
-        if waiting is not None or run["scheduled"]:
+        if waiting is not None or run.scheduled:
             consequences.append("Its scheduled order" + (f" (entry {fmt.price(waiting.signal.price_open)})"
                                                          if waiting else "") + " is cancelled.")
         held = board.open.get((symbol, name))
-        if held is not None or run["open"]:
+        if held is not None or run.open:
             detail = (f" {held.signal.position} from {fmt.price(held.signal.price_open)}, "
                       f"{fmt.percent(held.pnl)} now," if held else "")
             consequences.append(f"Its open position{detail} stays watched until TP, SL or its time limit "
                                 "closes it; then the run ends.")
         else:
             consequences.append("It holds no position: the run ends at the next tick.")
-        consequences.append(f"State stays in {run['state_dir']}.")
+        consequences.append(f"State stays in {self.app.workspace.state_dir}.")
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.app.stop_live(symbol, name)
-                self.on_engine()
+                self.run_worker(self.app.command("stop_live", name, symbol), group="command")
 
-        self.app.push_screen(ConfirmDialog(f"Stop {name} on {symbol} ({run['exchange_name']})?",
-                                           "\n".join(consequences), confirm="Stop"), answered)
+        self.app.push_screen(ConfirmDialog(Text(f"Stop {name} on {symbol} ({run.exchange_name})?"),  # type: ignore
+                                           Text("\n".join(consequences)), confirm="Stop"), answered)
 
     def action_backtest(self) -> None:
         name = self.current()
-        if name is None:
-            return
-        self.app.switch_mode("backtest")
-        self.app.call_after_refresh(self._choose_in_backtest, name)
-
-    def _choose_in_backtest(self, name: str) -> None:
-        self.app.screen.query_one("#bt-strategy", Select).value = name
+        if name is not None:
+            self.post_message(BacktestRequested(name))

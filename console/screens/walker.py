@@ -11,36 +11,39 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Label, ProgressBar, Select
+from textual.widgets import DataTable, Label, ProgressBar, Select
 
 import engine as bk
+from engine.log import describe_error
 from engine.runners.walker import OVERALL
 
 from .. import format as fmt
 from ..bridge import EngineUpdate
+from ..keybar import KeyBar
 from ..modebar import ModeBar
+from .base import BtkScreen
 
 if TYPE_CHECKING:
-    from ..app import BtkApp
+    from ..context import ConsoleApp
 
 COLUMNS = ("#", "strategy", "symbol", "metric", "trades", "win rate", "total PnL", "max DD", "note")
 EXECUTORS = ("inline", "process")
 
 
 class WalkerDone(Message):
-    def __init__(self, walker_name: str, results: list[bk.WalkerResults], error: str | None) -> None:
+    def __init__(self, walker_name: str, results: list[bk.WalkerResults], error: str | None,
+                 stopped: bool = False) -> None:
         super().__init__()
-        self.walker_name, self.results, self.error = walker_name, results, error
+        self.walker_name, self.results, self.error, self.stopped = walker_name, results, error, stopped
 
 
-class WalkerScreen(Screen):
+class WalkerScreen(BtkScreen):
     BINDINGS = [
         Binding("r", "run", "Run", id="walker.run"),
         Binding("x", "stop", "Stop", id="walker.stop"),
         Binding("o", "cycle_board", "Symbol / overall", id="walker.cycle_board"),
     ]
-    app: BtkApp
+    app: ConsoleApp
 
     def __init__(self) -> None:
         super().__init__()
@@ -49,19 +52,20 @@ class WalkerScreen(Screen):
         self.board_index = -1      # which final ranking is shown: the last is the overall one
 
     def compose(self) -> ComposeResult:
-        walkers = [w.walker_name for w in bk.list_walkers()]
+        listed = self.app.workspace.walkers
+        walkers = [w.walker_name for w in listed]
         yield ModeBar("walker")
         with Horizontal(classes="form"):
-            yield Select([(f"{w.walker_name} ({len(w.strategies)} strategies)", w.walker_name)
-                          for w in bk.list_walkers()], value=walkers[0] if walkers else Select.BLANK,
+            yield Select([(Text(f"{w.walker_name} ({len(w.strategies)} strategies)"), w.walker_name)
+                          for w in listed], value=walkers[0] if walkers else Select.BLANK,
                          id="wk-walker", prompt="walker", allow_blank=not walkers)
-            yield Select([(f"executor: {e}", e) for e in EXECUTORS], value="inline", id="wk-executor",
+            yield Select([(Text(f"executor: {e}"), e) for e in EXECUTORS], value="inline", id="wk-executor",
                          allow_blank=False)
         with Horizontal(classes="progress-row"):
             yield ProgressBar(total=100, show_eta=False, id="wk-progress")
             yield Label("press r to run", id="wk-status")
         yield DataTable(id="wk-board", classes="pane", cursor_type="row", zebra_stripes=True)
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         board = self.query_one("#wk-board", DataTable)
@@ -75,48 +79,43 @@ class WalkerScreen(Screen):
     def action_run(self) -> None:
         name = self.query_one("#wk-walker", Select).value
         executor = self.query_one("#wk-executor", Select).value
+        notify = self.app.notify  # type: ignore[attr-defined]
         if not isinstance(name, str):
-            self.app.notify("no walker registered (see --strategies)", severity="warning")
+            notify("no walker registered (see --strategies)", severity="warning")
             return
         if self.running is not None:
-            self.app.notify(f"walker {self.running[0]} is running: x stops it", severity="warning")
+            notify(f"walker {self.running[0]} is running: x stops it", severity="warning", markup=False)
             return
-        walker = next(w for w in bk.list_walkers() if w.walker_name == name)
+        walker = next(w for w in self.app.workspace.walkers if w.walker_name == name)
         symbols = list(walker.symbols)
         if not symbols:
-            self.app.notify(f"walker {name} names no symbols (add_walker(..., symbols=[...]))", severity="error")
+            notify(f"walker {name} names no symbols (add_walker(..., symbols=[...]))", severity="error", markup=False)
             return
         self.running, self.final, self.board_index = (name, symbols), [], -1
         self.app.bridge.walker.reset(name, len(walker.strategies) * max(1, len(walker.symbols)))
-        self.query_one("#wk-status", Label).update(f"walking {name} ({executor})...")
+        self.query_one("#wk-status", Label).update(Text(f"walking {name} ({executor})..."))
         self.on_engine()
         self.walk(name, str(executor), symbols)
 
     @work(group="walker", exit_on_error=False)
     async def walk(self, name: str, executor: str, symbols: list[str]) -> None:
-        error = None
-        results: list[bk.WalkerResults] = []
+        """The worker: asks the engine and posts the outcome; the handlers touch the widgets."""
         try:
-            async for _ in bk.Walker.run(symbols if len(symbols) > 1 else symbols[0], walker_name=name,
-                                         executor=executor):
-                pass
-            for key in symbols + ([OVERALL] if len(symbols) > 1 else []):
-                r = await bk.Walker.get_data(key, walker_name=name)
-                if r is not None:
-                    results.append(r)
+            outcome = await self.app.command("run_walker", name, executor, symbols)
         except Exception as exc:
-            error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-        finally:
-            self.running = None
-        self.post_message(WalkerDone(name, results, error))
+            self.post_message(WalkerDone(name, [], describe_error(exc)))
+            return
+        if outcome is None:
+            self.post_message(WalkerDone(name, [], "the engine refused it (see the log)"))
+        else:
+            self.post_message(WalkerDone(name, outcome.results, None, outcome.stopped))
 
     def action_stop(self) -> None:
         if self.running is None:
-            self.app.notify("no walker is running", severity="warning")
+            self.app.notify("no walker is running", severity="warning")  # type: ignore[attr-defined]
             return
-        name, symbols = self.running
-        bk.Walker.stop(symbols if len(symbols) > 1 else symbols[0], walker_name=name)
-        self.query_one("#wk-status", Label).update("stopping: cells still waiting are skipped")
+        self.run_worker(self.app.command("stop_walker"), group="command")
+        self.query_one("#wk-status", Label).update(Text("stopping: cells still waiting are skipped"))
 
     def action_cycle_board(self) -> None:
         if len(self.final) > 1:
@@ -124,6 +123,7 @@ class WalkerScreen(Screen):
             self.on_engine()
 
     def on_walker_done(self, message: WalkerDone) -> None:
+        self.running = None
         self.final, self.board_index = message.results, len(message.results) - 1
         status = self.query_one("#wk-status", Label)
         if message.error:
@@ -131,9 +131,11 @@ class WalkerScreen(Screen):
             self.app.bridge.note(f"walker {message.walker_name} failed: {message.error}", "error")
         else:
             best = message.results[-1] if message.results else None
-            status.update(f"done: best {best.best_strategy} ({best.metric} {fmt.number(best.best_metric)})"
-                          if best and best.best_strategy else "done: no strategy has a value for the metric")
-            self.query_one("#wk-progress", ProgressBar).update(progress=100)
+            said = "stopped" if message.stopped else "done"
+            status.update(Text(f"{said} · best {best.best_strategy} ({best.metric} {fmt.number(best.best_metric)})"
+                               if best and best.best_strategy else f"{said} · no strategy has a value for the metric"))
+            if not message.stopped:
+                self.query_one("#wk-progress", ProgressBar).update(progress=100)
         self.on_engine()
 
     def on_engine(self, update: EngineUpdate | None = None) -> None:
@@ -145,7 +147,7 @@ class WalkerScreen(Screen):
         if self.final and not self.running:
             results = self.final[self.board_index]
             where = "all symbols (pooled)" if results.symbol == OVERALL else results.symbol
-            board.border_title = f"leaderboard: {results.walker_name} on {where}, by {results.metric}"
+            board.border_title = Text(f"leaderboard: {results.walker_name} on {where}, by {results.metric}")
             board.border_subtitle = "o: next symbol / overall" if len(self.final) > 1 else ""
             for r in results.rows:
                 note = r.error or ("below gates (<10 trades)" if r.below_gates else "")
@@ -156,8 +158,9 @@ class WalkerScreen(Screen):
         if live.total:
             self.query_one("#wk-progress", ProgressBar).update(progress=100.0 * live.processed / live.total)
             if self.running:
-                self.query_one("#wk-status", Label).update(f"{live.processed} of {live.total} cells")
-        board.border_title = f"leaderboard: {live.walker_name} (filling in)" if live.walker_name else "leaderboard"
+                self.query_one("#wk-status", Label).update(Text(f"{live.processed} of {live.total} cells"))
+        board.border_title = Text(f"leaderboard: {live.walker_name} (filling in)") if live.walker_name \
+            else "leaderboard"
         ranked = sorted(live.cells.values(), key=lambda e: (e.metric_value is None, -(e.metric_value or 0.0)))
         for i, e in enumerate(ranked, 1):
             self._row(board, i if e.metric_value is not None else None, e.strategy_name, e.symbol, e.metric_value,
@@ -167,7 +170,7 @@ class WalkerScreen(Screen):
     def _row(board: DataTable, rank: int | None, strategy: str, symbol: str, value: float | None,
              stats: bk.BacktestStatistics | None, note: str, colors: dict[str, str]) -> None:
         s = stats
-        board.add_row(str(rank) if rank else "-", fmt.plain(strategy), symbol, fmt.number(value, 4),
+        board.add_row(str(rank) if rank else "-", fmt.plain(strategy), fmt.plain(symbol), fmt.number(value, 4),
                       str(s.total_signals) if s else "-",
                       "N/A" if s is None or s.win_rate is None else f"{s.win_rate:.1f}%",
                       fmt.signed(s.total_pnl if s else None, colors), fmt.drawdown(s.max_drawdown if s else None),

@@ -29,15 +29,40 @@ REPLAY = "replay"
 
 
 class ReplayClock(Clock):
-    """``start_given``: the span's start was asked for (``--from``), rather than the default."""
+    """A replay's market clock. ``start_given``: the span's start was asked for (``--from``)
+    rather than the default; ``data_end``: ``end`` is where the stored candles end (not a
+    ``--to``). It may be paused, resumed and sped up or slowed down while it runs."""
 
-    __slots__ = ("start", "end", "speed", "start_given", "wake", "_paced_from")
+    __slots__ = ("start", "end", "speed", "start_given", "data_end", "wake", "_paced_from", "_running")
 
-    def __init__(self, start: int, end: int, speed: float, start_given: bool = True):
+    def __init__(self, start: int, end: int, speed: float, start_given: bool = True, data_end: bool = False):
         super().__init__(start)
         self.start, self.end, self.speed, self.start_given = start, end, speed, start_given
+        self.data_end = data_end
         self.wake = asyncio.Event()
         self._paced_from: tuple[float, int] | None = None
+        self._running = asyncio.Event()
+        self._running.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def pause(self) -> None:
+        """No tick after the one under way until ``resume`` (or a stop, which wakes it)."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._paced_from = (time.monotonic(), self.now)     # pace from here, not from before the pause
+        self._running.set()
+
+    def set_speed(self, speed: float) -> None:
+        """Market minutes per wall minute from now on (0: as fast as the loop goes)."""
+        if not isinstance(speed, (int, float)) or isinstance(speed, bool) or not speed >= 0:
+            raise ValueError(f"replay speed must be a number >= 0 (0: as fast as possible), got {speed!r}")
+        self.speed = float(speed)
+        self._paced_from = (time.monotonic(), self.now)
+        self.wake.set()       # a tick waiting on the old pace goes now
 
     def continues(self, resume_at: int) -> bool:
         """Whether a run saved at ``resume_at`` (its last tick) goes on in this replay: its span
@@ -52,6 +77,9 @@ class ReplayClock(Clock):
         return self.now if self.now <= self.end else None
 
     async def next(self) -> int | None:
+        if not self._running.is_set():
+            await _first_of(self._running, self.wake)        # paused: until resumed or stopped
+            self.wake.clear()
         self.now += MINUTE_MS
         if self.now > self.end:
             return None
@@ -68,6 +96,15 @@ class ReplayClock(Clock):
         else:
             await asyncio.sleep(0)  # let the console and other runs breathe
         return self.now
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
 
 
 class ReplayExchange:
@@ -134,7 +171,8 @@ class ReplayExchange:
         if start > end:
             raise ValueError(f"replay {symbol}: start {iso(start)} is after the end of the stored data / --to "
                              f"({iso(end)})")
-        return ReplayClock(start - start % MINUTE_MS, end, self.speed, start_given=self.start is not None)
+        return ReplayClock(start - start % MINUTE_MS, end, self.speed, start_given=self.start is not None,
+                           data_end=end == last + MINUTE_MS)
 
 
 def add_replay_exchange(exchange_name: str = REPLAY, *, source: str = BUNDLED,

@@ -58,6 +58,9 @@ class ResumeConflict(ValueError):
 class LiveCursor(msgspec.Struct):
     last_tick: int                 # the tick whose state changes began last (at the end: the last tick)
     last_slot: int | None = None   # get_signal throttle slot as that tick began
+    symbol: str = ""               # whose run it is (files written before these fields have none)
+    strategy_name: str = ""
+    exchange_name: str = ""
 
 
 class LiveRunState(msgspec.Struct):
@@ -76,6 +79,19 @@ class LiveRunState(msgspec.Struct):
 
 
 _runs: dict[tuple[str, str], LiveRunState] = {}
+
+
+class SavedRun(msgspec.Struct, frozen=True):
+    """A run whose state is saved in a state dir: where it stopped, what it holds open, how many
+    signals it closed there (``Live.saved_runs``)."""
+
+    symbol: str
+    strategy_name: str
+    exchange_name: str
+    last_tick: int | None
+    signal: SignalRow | None
+    scheduled: SignalRow | None
+    closed: int
 
 
 class LiveSession:
@@ -197,8 +213,13 @@ class LiveSession:
         """The run ended (its span, or a stop): the cursor records its last tick, so a later run
         knows where it stopped (a replay that starts the minute after continues it)."""
         if self.tick_time is not None and not self.cursor_saved:
-            self._write_all([("live", self.key, LiveCursor(self.tick_time, self.tick_slot))])
+            self._write_all([("live", self.key, self._cursor())])
             self.cursor_saved = True
+
+    def _cursor(self) -> LiveCursor:
+        assert self.tick_time is not None
+        st = self.state
+        return LiveCursor(self.tick_time, self.tick_slot, st.symbol, st.strategy_name, st.exchange_name)
 
     async def flush_history(self) -> None:
         while self.unrecorded:
@@ -215,7 +236,7 @@ class LiveSession:
     async def save(self, strategy: ClientStrategy, changes: tuple[tuple[str, Any], ...]) -> None:
         writes: list[tuple[str, str, Any]] = []
         if not self.cursor_saved and self.tick_time is not None:
-            writes.append(("live", self.key, LiveCursor(self.tick_time, self.tick_slot)))
+            writes.append(("live", self.key, self._cursor()))
             self.cursor_saved = True
         for kind, value in changes:
             if kind in ("signal", "schedule"):
@@ -252,6 +273,23 @@ class LiveSession:
 
 def _key(symbol: str, strategy_name: str) -> tuple[str, str]:
     return (symbol, strategy_name)
+
+
+def _replay_clock(symbol: str, strategy_name: str, what: str) -> Any:
+    state = _runs.get(_key(symbol, strategy_name))
+    if state is None or state.status != "running" or state.clock is None:
+        raise ValueError(f"{strategy_name} on {symbol} is not running")
+    if not hasattr(state.clock, "pause"):
+        raise ValueError(f"{strategy_name} on {symbol} runs on the wall clock: it cannot be {what}")
+    return state.clock
+
+
+def _decoded(path: Path, type_: Any) -> Any:
+    """A state file's value, or None when it is missing or unreadable (a listing never moves files)."""
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=type_)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        return None
 
 
 def run_key(symbol: str, strategy_name: str) -> str:
@@ -332,17 +370,76 @@ class Live:
             adapter.close()
 
     @staticmethod
+    def pause(symbol: str, *, strategy_name: str) -> None:
+        """Hold a replay after the tick under way (a run on the wall clock cannot be paused)."""
+        _replay_clock(symbol, strategy_name, "paused").pause()
+
+    @staticmethod
+    def resume(symbol: str, *, strategy_name: str) -> None:
+        _replay_clock(symbol, strategy_name, "resumed").resume()
+
+    @staticmethod
+    def set_speed(symbol: str, *, strategy_name: str, speed: float) -> None:
+        """A replay's pace from now on: market minutes per wall minute (0: as fast as it goes)."""
+        _replay_clock(symbol, strategy_name, "sped up or slowed down").set_speed(speed)
+
+    @staticmethod
     def list() -> list[dict[str, Any]]:
         """Every run: names, state dir, status, last tick, whether a position is open or an order
-        scheduled, ticks made and failed, ``get_signal`` calls and failures."""
-        return [{"symbol": s.symbol, "strategy_name": s.strategy_name, "exchange_name": s.exchange_name,
-                 "state_dir": s.state_dir, "status": s.status, "last_tick": s.last_tick,
-                 "open": s.strategy is not None and s.strategy.pending is not None,
-                 "scheduled": s.strategy is not None and s.strategy.scheduled is not None,
-                 "ticks": s.ticks, "failed_ticks": s.failed_ticks,
-                 "signal_calls": s.strategy.signal_calls if s.strategy is not None else 0,
-                 "failed_signal_calls": s.strategy.failed_signal_calls if s.strategy is not None else 0}
-                for s in _runs.values()]
+        scheduled, ticks made and failed, ``get_signal`` calls and failures; a replay's market
+        time, speed, end (``data_end``: where the stored candles end) and whether it is paused
+        (None / False on the wall clock)."""
+        out = []
+        for s in _runs.values():
+            clock, strategy = s.clock, s.strategy
+            replay = hasattr(clock, "pause")
+            out.append({"symbol": s.symbol, "strategy_name": s.strategy_name, "exchange_name": s.exchange_name,
+                        "state_dir": s.state_dir, "status": s.status, "last_tick": s.last_tick,
+                        "open": strategy is not None and strategy.pending is not None,
+                        "scheduled": strategy is not None and strategy.scheduled is not None,
+                        "ticks": s.ticks, "failed_ticks": s.failed_ticks,
+                        "signal_calls": strategy.signal_calls if strategy is not None else 0,
+                        "failed_signal_calls": strategy.failed_signal_calls if strategy is not None else 0,
+                        "market_time": clock.now if clock is not None and clock.now else None,
+                        "speed": clock.speed if replay else None, "replay_end": clock.end if replay else None,
+                        "data_end": clock.data_end if replay else None, "paused": clock.paused if replay else False})
+        return out
+
+    @staticmethod
+    async def saved_runs(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR) -> list[SavedRun]:
+        """The runs saved in ``state_dir`` (default file persistence), oldest key first: each with
+        its names, last tick, open signal and scheduled order, and closed signals in its history.
+        A run that left nothing open and no names (written by an older btk) is not listed."""
+        adapter = persistence_for(str(state_dir))
+        if not isinstance(adapter, FilePersistence) or not adapter.dir.is_dir():
+            return []
+        keys = sorted({path.name[len(domain) + 1:-len(".json")] for domain in RUN_DOMAINS
+                       for path in adapter.dir.glob(f"{domain}_*.json")})
+        history: SignalHistory | None = None
+        found = []
+        try:
+            for key in keys:
+                cursor = _decoded(adapter.path("live", key), LiveCursor)
+                signal = _decoded(adapter.path("signal", key), SignalRow | None)
+                scheduled = _decoded(adapter.path("schedule", key), SignalRow | None)
+                named = signal or scheduled
+                symbol = cursor.symbol if cursor is not None and cursor.symbol else named.symbol if named else ""
+                strategy = cursor.strategy_name if cursor is not None and cursor.strategy_name else \
+                    named.strategy_name if named else ""
+                exchange = cursor.exchange_name if cursor is not None and cursor.exchange_name else \
+                    named.exchange_name if named else ""
+                if not symbol or not strategy:
+                    continue
+                if history is None and (adapter.dir / "history.sqlite").exists():
+                    history = history_for(adapter.history_path())
+                    await history.open()
+                closed = len(await history.closed(symbol, strategy)) if history is not None else 0
+                found.append(SavedRun(symbol, strategy, exchange, cursor.last_tick if cursor else None, signal,
+                                      scheduled, closed))
+        finally:
+            if history is not None:
+                await history.close()
+        return found
 
     @staticmethod
     async def get_data(symbol: str, *, strategy_name: str) -> BacktestStatistics:

@@ -1,0 +1,42 @@
+"""What the screens may use of the console: its configuration, the bridge's models, the
+workspace, colours and the engine's commands (``ConsoleApp``). Screens import this leaf, never
+the app module: the app depends on the screens, not the other way round."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from engine.store import default_home
+
+if TYPE_CHECKING:
+    from engine.service.messages import Workspace
+
+    from .bridge import EngineBridge
+
+DEFAULT_SPEED = 600.0      # replay: market minutes per wall minute (10 per second)
+
+
+@dataclass
+class ConsoleConfig:
+    store: Path                                           # the candle store
+    state_dir: Path = field(default_factory=lambda: default_home() / "state")   # live state (resumes on restart)
+    reports: Path = field(default_factory=lambda: default_home() / "reports")
+    speed: float = DEFAULT_SPEED
+    clock: Callable[[], float] = time.monotonic           # progress rates; tests fix it for stable pixels
+
+
+class ConsoleApp(Protocol):
+    config: ConsoleConfig
+    bridge: EngineBridge
+    workspace: Workspace
+
+    @property
+    def colors(self) -> dict[str, str]: ...
+
+    async def command(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Run the engine host's command ``name``; None when it refused (the user was told why)."""
+        ...
