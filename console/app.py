@@ -31,6 +31,7 @@ from themes import DEFAULT_THEME, STYLESHEET, THEMES
 from . import format as fmt
 from .bridge import EngineBridge, EngineUpdate
 from .context import DEFAULT_SPEED, ConsoleConfig  # noqa: F401 (the console's configuration, re-exported)
+from .glyphs import ASCII_OUT
 from .messages import BacktestRequested
 from .modebar import ModeBar
 from .screens.backtest import BacktestScreen
@@ -86,6 +87,12 @@ class BtkApp(App):
         self.workspace = self.engine.submit("workspace").result()
 
     def on_mount(self) -> None:
+        if self.config.glyphs.ascii:
+            self.add_class("ascii")       # ASCII borders (themes/btk.tcss)
+            driver = self._driver          # and nothing but ASCII reaches the terminal
+            if driver is not None:
+                write = driver.write
+                driver.write = lambda data: write(data.translate(ASCII_OUT))  # type: ignore[method-assign]
         try:
             # An SSH drop: end as a quit does (every run stops with its state saved, never mid-write).
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.exit, None, 129)

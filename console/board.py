@@ -85,6 +85,8 @@ class LiveBoard:
     risk: deque[FeedLine] = field(default_factory=lambda: deque(maxlen=FEED_LINES))
     log: deque[FeedLine] = field(default_factory=lambda: deque(maxlen=FEED_LINES))
     summary: Summary = field(default_factory=Summary)
+    closed: dict[tuple[str, str], list[Any]] = field(default_factory=dict)   # each run's closed trades, oldest first
+    levels: dict[str, list[tuple[str, int, int, float]]] = field(default_factory=dict)  # signal id -> milestones
     last_price: dict[str, float] = field(default_factory=dict)
     last_time: int = 0
     version: int = 0              # bumped on every change; the view redraws what changed
@@ -120,6 +122,7 @@ class LiveBoard:
         elif action == "closed":
             self.open.pop(key, None)
             self.scheduled.pop(key, None)
+            self.closed.setdefault(key, []).append(tick)
             pnl = tick.pnl.pnl_percentage
             s = self.summary
             s.closed += 1
@@ -128,9 +131,9 @@ class LiveBoard:
                 s.wins += 1
             else:
                 s.losses += 1
-            self._add(self.log, tick.close_timestamp, f"closed {tick.symbol} {tick.strategy_name} "
-                      f"{tick.signal.position} {tick.close_reason} {pnl:+.2f}%",
-                      "profit" if pnl > 0 else "loss")
+            # The figure first: a narrow feed cuts the end of a line, never its PnL.
+            self._add(self.log, tick.close_timestamp, f"{pnl:+.2f}% closed {tick.symbol} {tick.strategy_name} "
+                      f"{tick.signal.position} {tick.close_reason}", "profit" if pnl > 0 else "loss")
         elif action == "cancelled":
             self.scheduled.pop(key, None)
             self._add(self.log, tick.close_timestamp, f"cancelled {tick.symbol} {tick.strategy_name} "
@@ -141,11 +144,32 @@ class LiveBoard:
                       f"@ {s.price_open:.6g}")
         self._touch(tick.created_at)
 
+    def apply_history(self, closed: list[Any]) -> None:
+        """Closes made before this console started (the state dir's history): the closed-trades
+        table and the per-run figures count them; the P&L line and the log are this session's."""
+        seen = {t.signal.id for trades in self.closed.values() for t in trades}
+        for tick in closed:
+            if tick.signal.id not in seen:
+                self.closed.setdefault((tick.symbol, tick.strategy_name), []).append(tick)
+        for trades in self.closed.values():
+            trades.sort(key=lambda t: t.close_timestamp)
+        self._touch(0)
+
+    def run_figures(self, key: tuple[str, str]) -> tuple[int, float | None, float | None, float | None]:
+        """(trades, win rate %, total PnL %, max drawdown %) of a run's closed trades."""
+        trades = self.closed.get(key, [])
+        if not trades:
+            return 0, None, None, None
+        stats = bk.backtest_statistics(trades)
+        return stats.total_signals, stats.win_rate, stats.total_pnl, stats.max_drawdown
+
     def apply_milestone(self, kind: str, event: bk.PartialEvent) -> None:
+        """One short line (the feed does not wrap), the level first: ``40% TP BTCUSDT sma_cross``;
+        the level also goes on the position's chart."""
         target = "TP" if kind == "profit" else "SL"
-        self._add(self.milestones, event.timestamp, f"{event.symbol} {event.strategy_name} "
-                  f"{event.signal.position} {event.level}% to {target} "
-                  f"@ {event.current_price:.6g}", kind)
+        self._add(self.milestones, event.timestamp, f"{event.level}% {target} {event.symbol} {event.strategy_name}",
+                  kind)
+        self.levels.setdefault(event.signal.id, []).append((kind, event.level, event.timestamp, event.current_price))
         self._touch(event.timestamp)
 
     def apply_risk(self, event: bk.RiskEvent) -> None:

@@ -87,6 +87,7 @@ class EngineBridge:
         self.walker = WalkerBoard()
         self.runs: dict[tuple[str, str], RunStatus] = {}
         self.saved: list[bk.SavedRun] = []
+        self.runs_version = 0          # bumped when the runs or the saved runs change
         self._handle: Any = None      # the pending flush (anything with cancel())
         self._last_flush = float("-inf")
         self._backtest_dirty = self._walker_dirty = self._runs_dirty = False
@@ -114,12 +115,16 @@ class EngineBridge:
                 board.apply_tick(event)
         for tick in batch.ticks:
             board.apply_tick(tick)
+        if batch.history:
+            board.apply_history(batch.history)
         if batch.runs is not None:
             self.runs = {run.key: run for run in batch.runs}
             self._runs_dirty = True
+            self.runs_version += 1
         if batch.saved is not None:
             self.saved = list(batch.saved)
             self._runs_dirty = True
+            self.runs_version += 1
         if batch.backtest is not None:
             self.on_backtest_progress(batch.backtest)
         for cell in batch.walker_cells:

@@ -56,6 +56,43 @@ def draw_equity(plt: Any, closed: Sequence[Any], start: int, colors: Mapping[str
     plt.hline(0.0, color=rgb(colors, "panel-lighten-2") if "panel-lighten-2" in colors else None)
 
 
+def draw_position(plt: Any, candles: Any, vwap: np.ndarray, signal: Any, levels: Sequence[tuple[str, int, int, float]],
+                  colors: Mapping[str, str], glyphs: Any, *, no_color: bool = False) -> str:
+    """An open position: the closes and the VWAP it is judged on since before its entry, its entry,
+    TP and SL as levels across, and each milestone it reached (up for TP, down for SL). Returns
+    the title."""
+    plt.clear_data()
+    plt.clear_figure()
+    s = signal
+    if candles is None or len(candles.timestamp) == 0:
+        plt.title("no candles")
+        return "no candles"
+    ts = np.asarray(candles.timestamp, dtype=np.int64)
+    t0 = int(ts[0])
+    x = ((ts - t0) / MINUTE_MS).tolist()
+    plt.plot(x, np.asarray(candles.close).tolist(), color=rgb(colors, "foreground"), marker="braille",
+             label="close")
+    ok = np.isfinite(vwap)
+    plt.plot(np.asarray(x)[ok].tolist(), vwap[ok].tolist(), color=rgb(colors, "primary"),
+             marker="braille" if not no_color else "dot", label="VWAP")
+    for price, name, color in ((s.price_open, "entry", "accent"), (s.price_take_profit, "TP", "success"),
+                               (s.price_stop_loss, "SL", "error")):
+        plt.hline(price, color=rgb(colors, color))
+    opened = (s.pending_at or s.scheduled_at) - t0
+    plt.vline(opened / MINUTE_MS, color=rgb(colors, "accent"))
+    for kind, marker in (("profit", glyphs.up), ("loss", glyphs.down)):
+        hits = [(t, p) for k, _, t, p in levels if k == kind and t >= t0]
+        if hits:
+            plt.scatter([(t - t0) / MINUTE_MS for t, _ in hits], [p for _, p in hits], marker=marker,
+                        color=rgb(colors, "success" if kind == "profit" else "error"))
+    plt.xlabel("minutes")
+    reached = ", ".join(f"{level}% {'TP' if kind == 'profit' else 'SL'}" for kind, level, _, _ in levels) or "none yet"
+    title = (f"{s.position} from {s.price_open:.6g}  TP {s.price_take_profit:.6g}  SL {s.price_stop_loss:.6g}  "
+             f"milestones: {reached}")
+    plt.title(title)
+    return title
+
+
 def draw_candles(plt: Any, candles: Any, closed: Sequence[Any], colors: Mapping[str, str], *,
                  max_bars: int = 60, selected: Any = None) -> str:
     """``candles``: the engine's ``Candles`` (columns timestamp, open, high, low, close).

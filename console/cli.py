@@ -153,6 +153,7 @@ def _console(args: argparse.Namespace) -> int:
     """``btk`` alone: open the console on the default workspace (bundled data, offline)."""
     from .app import BtkApp, exit_words
     from .context import DEFAULT_SPEED, ConsoleConfig
+    from .glyphs import for_terminal
     speed = DEFAULT_SPEED if args.console_speed is None else args.console_speed
     if not speed >= 0:
         print(f"btk: --speed must be a number >= 0 (0: as fast as possible), got {speed}", file=sys.stderr)
@@ -166,7 +167,7 @@ def _console(args: argparse.Namespace) -> int:
     except StoreError as e:
         print(f"btk: {e}", file=sys.stderr)
         return 1
-    config = ConsoleConfig(store=store, speed=speed)
+    config = ConsoleConfig(store=store, speed=speed, glyphs=for_terminal(), no_color=bool(os.environ.get("NO_COLOR")))
     if args.console_state_dir is not None:
         config.state_dir = args.console_state_dir
     app = BtkApp(config)

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.store import default_home
 
+from .glyphs import UNICODE, Glyphs
+
 if TYPE_CHECKING:
     from engine.service.messages import Workspace
 
@@ -27,6 +29,8 @@ class ConsoleConfig:
     reports: Path = field(default_factory=lambda: default_home() / "reports")
     speed: float = DEFAULT_SPEED
     clock: Callable[[], float] = time.monotonic           # progress rates; tests fix it for stable pixels
+    glyphs: Glyphs = UNICODE                              # ASCII on a terminal whose locale is not UTF-8
+    no_color: bool = False                                # NO_COLOR: charts mark up and down by shape
 
 
 class ConsoleApp(Protocol):

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from typing import Any
+
 from rich.text import Text
 from textual.color import Color
 
 from engine.interval import iso
+
+from .glyphs import UNICODE
 
 
 def palette(variables: Mapping[str, str]) -> dict[str, str]:
@@ -79,6 +83,11 @@ def when(timestamp: int) -> str:
     return iso(timestamp)[:16].replace("T", " ") if timestamp else ""
 
 
+def hhmm(timestamp: int) -> str:
+    """``14:07``: a feed line's market time (its date is on the runs pane)."""
+    return when(timestamp)[11:]
+
+
 def clock(timestamp: int) -> str:
     """``03-05 14:07``: the feeds' compact time (blank before the engine has ticked)."""
     return when(timestamp)[5:]
@@ -91,17 +100,31 @@ def signed(value: float | None, colors: Mapping[str, str], digits: int = 2) -> T
     return Text(f"{value:+.{digits}f}%", style=style)
 
 
-def progress_bar(percent_tp: float, percent_sl: float, colors: Mapping[str, str], width: int = 10) -> Text:
+def progress_bar(percent_tp: float, percent_sl: float, colors: Mapping[str, str], glyphs: Any = None,
+                 width: int = 10) -> Text:
     """One bar for both ways: ``SL ■■■■■|····· TP``. Half the width each side of the entry;
-    the filled half is the way the price has gone, as a share of its way to TP or SL."""
+    the filled half is the way the price has gone, as a share of its way to TP or SL (the side
+    tells the direction without colour)."""
+    g = glyphs or UNICODE
     half = width // 2
     sl_cells = min(half, round(max(0.0, percent_sl) / 100 * half))
     tp_cells = min(half, round(max(0.0, percent_tp) / 100 * half))
     muted = colors["muted"]
     text = Text()
-    text.append("·" * (half - sl_cells), style=muted)
-    text.append("■" * sl_cells, style=colors["error"])
-    text.append("│", style=muted)
-    text.append("■" * tp_cells, style=colors["success"])
-    text.append("·" * (half - tp_cells), style=muted)
+    text.append(g.bar_empty * (half - sl_cells), style=muted)
+    text.append(g.bar_fill * sl_cells, style=colors["error"])
+    text.append(g.bar_mid, style=muted)
+    text.append(g.bar_fill * tp_cells, style=colors["success"])
+    text.append(g.bar_empty * (half - tp_cells), style=muted)
     return text
+
+
+def speed(value: float | None) -> str:
+    """A replay's pace: ``600x`` (market minutes per wall minute), ``max`` for 0, ``live`` on the wall clock."""
+    if value is None:
+        return "live"
+    return "max" if value == 0 else f"{value:g}x"
+
+
+def win_rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}%"

@@ -11,7 +11,8 @@ from textual.widgets import Static
 if TYPE_CHECKING:
     from .context import ConsoleApp
 
-KEY_NAMES = {"question_mark": "?", "escape": "esc", "enter": "enter"}
+KEY_NAMES = {"question_mark": "?", "escape": "esc", "enter": "enter", "plus": "+", "minus": "-",
+             "equals_sign": "=", "R": "shift+r"}
 
 
 def key_label(key: str) -> str:

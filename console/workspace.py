@@ -39,7 +39,7 @@ async def open_workspace(store_path: Path | None = None, load: list[str] | None 
                                  name, name)
         elif name not in registered:
             bk.add_exchange(name, StoreExchange(name, path).get_candles, note=f"candle store {path}")
-    strategies.register_all()
+    strategies.register_all(shared_risk=True)
     register_sample_walkers(stored)
     for file in load or []:
         load_file(file)

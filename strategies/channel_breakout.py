@@ -36,5 +36,5 @@ async def get_signal(symbol: str, when: datetime) -> bk.SignalDto | None:
                         minute_estimated_time=MINUTES, note="close below the 6h channel")
 
 
-def register() -> None:
-    bk.add_strategy(NAME, get_signal, interval="15m", note=__doc__.splitlines()[0])
+def register(risk_list: tuple[str, ...] = ()) -> None:
+    bk.add_strategy(NAME, get_signal, interval="15m", note=__doc__.splitlines()[0], risk_list=risk_list)

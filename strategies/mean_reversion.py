@@ -43,5 +43,5 @@ async def get_signal(symbol: str, when: datetime) -> bk.SignalDto | None:
                         note=f"close {BAND:g} sd above its {WINDOW}m mean")
 
 
-def register() -> None:
-    bk.add_strategy(NAME, get_signal, interval="5m", note=__doc__.splitlines()[0])
+def register(risk_list: tuple[str, ...] = ()) -> None:
+    bk.add_strategy(NAME, get_signal, interval="5m", note=__doc__.splitlines()[0], risk_list=risk_list)

@@ -107,5 +107,6 @@ get_signal = make_signal()
 get_signals = make_signals()
 
 
-def register() -> None:
-    bk.add_strategy(NAME, get_signal, interval="1m", note=__doc__.splitlines()[0], get_signals=get_signals)
+def register(risk_list: tuple[str, ...] = ()) -> None:
+    bk.add_strategy(NAME, get_signal, interval="1m", note=__doc__.splitlines()[0], get_signals=get_signals,
+                    risk_list=risk_list)

@@ -45,7 +45,7 @@ async def test_every_screen_by_its_key(seeded_store, tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         assert isinstance(app.screen, LiveScreen)
         titles = {w.border_title for w in app.screen.query(".pane")}
-        assert titles == {"signals", "scheduled", "milestones", "risk", "log"}
+        assert titles == {"runs", "signals", "closed", "scheduled", "milestones", "risk", "log"}
         for key, screen in (("2", BacktestScreen), ("3", WalkerScreen), ("4", StrategiesScreen),
                             ("question_mark", HelpScreen), ("1", LiveScreen), ("f1", HelpScreen)):
             await pilot.press(key)
@@ -55,25 +55,64 @@ async def test_every_screen_by_its_key(seeded_store, tmp_path):
         assert isinstance(app.screen, LiveScreen)
 
 
+def columns(table: DataTable) -> list[str]:
+    return [str(c.label).strip() for c in table.columns.values()]
+
+
 async def test_live_panes_at_80x24_all_visible(seeded_store, tmp_path):
     app = await make_app_async(seeded_store, tmp_path / "state")
     async with app.run_test(size=(80, 24)) as pilot:
         feed_live_fixture(app.bridge)
         await pilot.pause(0.3)
         for pane in app.screen.query(".pane"):
+            if not pane.display:
+                continue            # the closed-trades table, shown instead of the signals with v
             region = pane.region
             assert region.height >= 3 and region.right <= 80 and region.bottom <= 24, (pane.border_title, region)
-        signals = table_rows(app.screen.query_one("#live-signals", DataTable))
-        assert [r[:3] for r in signals] == [["BTCUSDT", "sma_cross", "long"], ["ETHBTC", "mean_reversion", "short"]]
-        assert signals[0][8] == "+0.40%" and signals[0][9] == "47m"   # 0.80% gross less 0.4% of fees and slippage
-        scheduled = table_rows(app.screen.query_one("#live-scheduled", DataTable))
-        assert scheduled == [["LTCBTC", "channel_breakout", "long", "0.0171", "0.01742", "-1.84%", "0.0176", "0.0169",
-                              "2d23h"]]
-        assert "40% to TP" in log_text(app, "milestones") and "50% to SL" in log_text(app, "milestones")
+        runs = table_rows(app.screen.query_one("#live-runs", DataTable))
+        assert [r[:4] for r in runs] == [["sma_cross", "BTCUSDT", "running", "2023-03-06 01:35"],
+                                         ["mean_reversion", "ETHBTC", "paused", "2023-03-06 01:35"],
+                                         ["channel_breakout", "LTCBTC", "running", "2023-03-06 01:32"]]
+        signals = app.screen.query_one("#live-signals", DataTable)
+        rows = table_rows(signals)
+        assert [r[:3] for r in rows] == [["BTCUSDT", "sma_cross", "long"], ["ETHBTC", "mean_reversion", "short"]]
+        shown = columns(signals)
+        assert "PnL" in shown and "age" in shown         # fits at 80: the age with its PnL
+        assert rows[0][shown.index("PnL")] == "+0.40%" and rows[0][shown.index("age")] == "47m"
+        # The scheduled order's row is in view: no horizontal scrollbar takes its place.
+        scheduled = app.screen.query_one("#live-scheduled", DataTable)
+        assert table_rows(scheduled)[0][:3] == ["LTCBTC", "channel_breakout", "long"]
+        assert not scheduled.show_horizontal_scrollbar or scheduled.virtual_size.width <= scheduled.size.width
+        assert scheduled.region.height >= 4              # border, header, the row
+        # One milestone, one line (the feed does not wrap).
+        milestones = app.screen.query_one("#feed-milestones", RichLog)
+        assert len(milestones.lines) == 5 and "40% TP BTCUSDT" in log_text(app, "milestones")
+        assert "50% SL" in log_text(app, "milestones")
         assert "[max_two] 2 positions open, the limit is 2" in log_text(app, "risk")
         assert "ValueError: get_signal: indicator needs 50 candles" in log_text(app)
         pnl = rendered(app.screen.query_one("#live-pnl", Static))
         assert "+1.60% 1W/0L" in pnl and "open 2" in pnl and "err 1" in pnl and "rej 1" in pnl
+
+
+async def test_narrow_terminals_drop_columns_in_order_never_the_pnl(seeded_store, tmp_path):
+    app = await make_app_async(seeded_store, tmp_path / "state")
+    async with app.run_test(size=(120, 30)) as pilot:
+        feed_live_fixture(app.bridge)
+        await pilot.pause(0.3)
+        signals = app.screen.query_one("#live-signals", DataTable)
+        wide = columns(signals)
+        assert wide[:3] == ["symbol", "strategy", "side"] and "time" in wide
+        dropped = []
+        for width in (100, 80, 64, 50, 40):
+            await pilot.resize_terminal(width, 30)
+            await pilot.pause(0.2)
+            shown = columns(signals)
+            assert "PnL" in shown and "symbol" in shown and "strategy" in shown, (width, shown)
+            assert signals.virtual_size.width <= signals.size.width, (width, shown)
+            dropped.append([c for c in wide if c not in shown and c not in sum(dropped, [])])
+        # The chosen order: the tick's time and the bar first, then TP and SL, the entry, VWAP...
+        order = sum(dropped, [])
+        assert set(order[:2]) == {"time", "SL◀ ▶TP"} and set(order[2:4]) == {"TP", "SL"}, dropped
 
 
 async def test_backtest_runs_and_shows_results(seeded_store, tmp_path):
@@ -118,7 +157,7 @@ async def test_replay_signal_opens_and_closes_then_stops_with_confirmation(seede
         # The replay goes on fast: positions open and close between redraws.
         await wait_for(pilot, lambda: [r[:2] for r in table_rows(signals)] == [["BTCUSDT", "sma_cross"]],
                        "an open position in the signals pane")
-        assert re.search(r"closed BTCUSDT sma_cross long \w+ [+-]\d+\.\d\d%", log_text(app))
+        assert re.search(r"[+-]\d+\.\d\d% closed BTCUSDT sma_cross long \w+", log_text(app))
         assert "opened BTCUSDT sma_cross long @" in log_text(app)
         await pilot.press("4", "x")
         assert isinstance(app.screen, ConfirmDialog)

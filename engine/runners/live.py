@@ -406,6 +406,20 @@ class Live:
         return out
 
     @staticmethod
+    async def history(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, limit: int = 2000) -> list[TickClosed]:
+        """The newest ``limit`` closed signals of every run in ``state_dir``'s history, oldest first
+        (the default file persistence; [] without a history)."""
+        adapter = persistence_for(str(state_dir))
+        if not isinstance(adapter, FilePersistence) or not (adapter.dir / "history.sqlite").exists():
+            return []
+        history = history_for(adapter.history_path())
+        await history.open()
+        try:
+            return (await history.closed())[-limit:]
+        finally:
+            await history.close()
+
+    @staticmethod
     async def saved_runs(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR) -> list[SavedRun]:
         """The runs saved in ``state_dir`` (default file persistence), oldest key first: each with
         its names, last tick, open signal and scheduled order, and closed signals in its history.

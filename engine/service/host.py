@@ -71,6 +71,7 @@ class EngineHost:
         self._runs_dirty = True
         self._saved_dirty = True
         self._saved: list[Any] = []
+        self._history: list[Any] | None = None
         self._backtest_key: tuple[str, str] | None = None
         self._backtest: BacktestProgress | None = None
         self._walker: tuple[str, tuple[str, ...]] | None = None
@@ -96,6 +97,7 @@ class EngineHost:
             bus.walker_progress.subscribe(self._on_walker_progress),  # type: ignore[attr-defined]
         ]
         self.markets = await stored_markets(self.store)
+        self._history = await Live.history(self.state_dir)
         await self.refresh_saved()
 
     async def close(self) -> None:
@@ -175,9 +177,10 @@ class EngineHost:
         running = any(r.task is not None and not r.task.done() for r in self.runs.values())
         batch = EventBatch(events=self._events, ticks=list(self._ticks.values()),
                            runs=self.statuses() if self._runs_dirty or running else None,
-                           saved=list(self._saved) if self._saved_dirty else None, backtest=self._backtest,
+                           saved=list(self._saved) if self._saved_dirty else None, history=self._history,
+                           backtest=self._backtest,
                            walker_cells=self._walker_cells, walker_progress=self._walker_progress)
-        self._events, self._ticks, self._walker_cells = [], {}, []
+        self._events, self._ticks, self._walker_cells, self._history = [], {}, [], None
         self._backtest = self._walker_progress = None
         self._runs_dirty = self._saved_dirty = False
         if batch:
@@ -367,6 +370,14 @@ class EngineHost:
         if self._backtest_key is None:
             raise CommandError("no backtest is running")
         Backtest.stop(self._backtest_key[0], strategy_name=self._backtest_key[1])
+
+    async def candles(self, exchange_name: str, symbol: str, since: int, count: int) -> Any:
+        """``count`` closed 1m candles of ``symbol`` from ``since`` on ``exchange_name`` (a run's chart)."""
+        try:
+            return await ExchangeClient(registry.get_exchange(exchange_name)).fetch(symbol, "1m", since, count,
+                                                                                    attempts=1)
+        except Exception as e:
+            raise CommandError(f"no candles of {symbol} on {exchange_name}: {describe_error(e)}") from None
 
     async def dump_backtest(self, symbol: str, strategy_name: str, path: str) -> str:
         written = await Backtest.dump(symbol, strategy_name=strategy_name, path=path)

@@ -75,13 +75,15 @@ class EventBatch(msgspec.Struct):
     ticks: list[TickResult] = msgspec.field(default_factory=list)
     runs: list[RunStatus] | None = None
     saved: list[SavedRun] | None = None
+    history: list[Any] | None = None      # closes already in the state dir's history (the first batch)
     backtest: BacktestProgress | None = None
     walker_cells: list[Any] = msgspec.field(default_factory=list)
     walker_progress: Any = None
 
     def __bool__(self) -> bool:
         return bool(self.events or self.ticks or self.runs is not None or self.saved is not None
-                    or self.backtest is not None or self.walker_cells or self.walker_progress is not None)
+                    or self.history is not None or self.backtest is not None or self.walker_cells
+                    or self.walker_progress is not None)
 
 
 class StrategyInfo(msgspec.Struct, frozen=True):
