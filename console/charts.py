@@ -94,9 +94,10 @@ def draw_position(plt: Any, candles: Any, vwap: np.ndarray, signal: Any, levels:
 
 
 def draw_candles(plt: Any, candles: Any, closed: Sequence[Any], colors: Mapping[str, str], *,
-                 max_bars: int = 60, selected: Any = None) -> str:
+                 max_bars: int = 60, selected: Any = None, no_color: bool = False) -> str:
     """``candles``: the engine's ``Candles`` (columns timestamp, open, high, low, close).
-    Returns the chart's title."""
+    Returns the chart's title. ``no_color`` (NO_COLOR): the closes as a line, whose slope tells up
+    from down where green and red candles could not."""
     plt.clear_data()
     plt.clear_figure()
     if candles is None or len(candles.timestamp) == 0:
@@ -117,8 +118,11 @@ def draw_candles(plt: Any, candles: Any, closed: Sequence[Any], colors: Mapping[
     span_days = (int(ts[hi_i - 1]) - t0) / DAY_MS
     unit, scale = ("hours", 3_600_000) if span_days < 2 else ("days", DAY_MS)
     x = [(int(t) - t0) / scale for t in bt]
-    plt.candlestick(x, {"Open": bo.tolist(), "High": bh.tolist(), "Low": bl.tolist(), "Close": bc.tolist()},
-                    colors=[rgb(colors, "success"), rgb(colors, "error")])
+    if no_color:
+        plt.plot(x, bc.tolist(), marker="braille")
+    else:
+        plt.candlestick(x, {"Open": bo.tolist(), "High": bh.tolist(), "Low": bl.tolist(), "Close": bc.tolist()},
+                        colors=[rgb(colors, "success"), rgb(colors, "error")])
     plt.xlabel(unit)
     t_end = int(ts[hi_i - 1])
     shown = [t for t in closed if (t.signal.pending_at or 0) <= t_end and t.close_timestamp >= t0]

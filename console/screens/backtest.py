@@ -232,7 +232,8 @@ class BacktestScreen(BtkScreen):
         plot = self.query_one("#bt-candles", PlotextPlot)
         width = plot.size.width or self.size.width
         self.chart_title = charts.draw_candles(plot.plt, self.result.candles, self.result.closed, self.app.colors,
-                            max_bars=max(10, (width - 14) // 2), selected=self.selected)
+                                               max_bars=max(10, (width - 14) // 2), selected=self.selected,
+                                               no_color=self.app.config.no_color)
         plot.refresh()
 
 

@@ -532,6 +532,14 @@ async def _run(state: LiveRunState) -> AsyncIterator[TickResult]:
         session.end()
         state.status = "stopped" if state.stop_requested else "done"
         bus.done_live.emit(DoneEvent(state.symbol, state.strategy_name, state.exchange_name, "", False))  # type: ignore[attr-defined]
+    except asyncio.CancelledError:
+        # Closed from outside (a console quitting, a crash): the cursor says where it stopped. The
+        # tick under way is ticked again on restart, which is safe: its saved steps are idempotent.
+        try:
+            session.end()
+        except OSError:
+            pass       # a disk that fails now was reported as it failed; the older cursor stands
+        raise
     finally:
         await session.close()
 

@@ -1,0 +1,191 @@
+"""The Live screen as a trader drives it through keys (Pilot, the engine on its own thread, real
+replays of stored candles): replay controls and the end of a replay, runs saved on disk found at
+the next start, risk rejections of the default workspace, a position's chart, a crash."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from textual.widgets import DataTable, Label, RichLog, Select
+
+import engine as bk
+from console.app import exit_words
+from console.screens.dialogs import ConfirmDialog, StartDialog
+from console.screens.live import LiveScreen
+from console.screens.position import PositionScreen
+from engine.exchange.bundled import StoreExchange, ensure_seeded
+from engine.interval import MINUTE_MS
+from engine.store import connect, import_candles
+
+from .console_helpers import make_app_async, wait_for
+from .test_console import rendered, table_rows
+
+SHORT = ("short", "BTC2D")     # a two-day market: its replay (after a day of warm-up) ends within seconds
+
+
+@pytest.fixture(scope="module")
+def short_store(tmp_path_factory):
+    """The bundled candles plus two days of BTCUSDT stored as exchange ``short``, symbol ``BTC2D``."""
+    async def make(path):
+        await ensure_seeded(path)
+        first = await StoreExchange("bundled", path).get_candles("BTCUSDT", "1m", 1677628800000, 2 * 1440)
+        db = await connect(path)
+        try:
+            await import_candles(db, *SHORT, "1m", first)
+        finally:
+            await db.close()
+    path = tmp_path_factory.mktemp("short-store") / "btk.sqlite3"
+    asyncio.run(make(path))
+    return path
+
+
+def run_row(app, strategy: str, symbol: str) -> list[str] | None:
+    for row in table_rows(app.screen.query_one("#live-runs", DataTable)):
+        if row[:2] == [strategy, symbol]:
+            return row
+    return None
+
+
+async def start(pilot, app, strategy: str, symbol: str) -> None:
+    """Strategies screen: the strategy's row, enter, the symbol, enter (a replay)."""
+    await pilot.press("4")
+    table = app.screen.query_one("#st-table", DataTable)
+    table.move_cursor(row=[r[0] for r in table_rows(table)].index(strategy))
+    await pilot.press("enter")
+    assert isinstance(app.screen, StartDialog)
+    app.screen.query_one("#start-symbol", Select).value = symbol
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: (symbol, strategy) in app.bridge.runs, f"{strategy} on {symbol} to start")
+
+
+async def test_a_replay_pauses_resumes_changes_speed_ends_and_resets(short_store, tmp_path):
+    app = await make_app_async(short_store, tmp_path / "state", speed=3000.0)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await start(pilot, app, "sma_cross", SHORT[1])
+        await pilot.press("1")
+        key = (SHORT[1], "sma_cross")
+        bridge = app.bridge
+        await wait_for(pilot, lambda: bridge.runs[key].market_time is not None, "the replay's first tick")
+        assert run_row(app, "sma_cross", SHORT[1])[4] == "3000x"
+        await pilot.press("p")
+        await wait_for(pilot, lambda: bridge.runs[key].state == "paused", "the pause")
+        paused_at = bridge.runs[key].market_time
+        await pilot.pause(0.5)
+        assert bridge.runs[key].market_time == paused_at and run_row(app, "sma_cross", SHORT[1])[2] == "paused"
+        await pilot.press("p")
+        await wait_for(pilot, lambda: bridge.runs[key].state == "running" and bridge.runs[key].market_time > paused_at,
+                       "the replay going again")
+        await pilot.press("plus")
+        await wait_for(pilot, lambda: bridge.runs[key].speed == 6000.0, "twice the speed")
+        await pilot.press("minus")
+        await wait_for(pilot, lambda: bridge.runs[key].speed == 3000.0, "half of it again")
+        for _ in range(5):
+            await pilot.press("plus")                  # 96,000x: the last day goes by in a second
+        await wait_for(pilot, lambda: bridge.runs[key].state == "ended", "the end of the stored candles", timeout=60)
+        assert "the stored candles end there" in bridge.runs[key].ended
+        await wait_for(pilot, lambda: run_row(app, "sma_cross", SHORT[1])[2] == "ended", "the ended row")
+        log = " ".join(" ".join(line.text for line in app.screen.query_one("#feed-log", RichLog).lines).split())
+        assert "sma_cross on BTC2D: end of the replay" in log
+        # R resets it (after a confirmation that says nothing is deleted): its saved state set aside.
+        await pilot.press("R")
+        assert isinstance(app.screen, ConfirmDialog)
+        assert "nothing is deleted" in " ".join(rendered(app.screen.query_one("#confirm-body", Label)).split())
+        await pilot.press("y")
+        await wait_for(pilot, lambda: key not in app.bridge.runs, "the reset")
+        assert list((tmp_path / "state").glob("set-aside-*/live_BTC2D_sma_cross.json"))
+        await wait_for(pilot, lambda: run_row(app, "sma_cross", SHORT[1]) is None, "its row to go")
+
+
+async def test_runs_saved_on_disk_are_listed_at_the_next_start_and_resume(seeded_store, tmp_path):
+    state = tmp_path / "state"
+    first = await make_app_async(seeded_store, state, speed=6000.0)
+    async with first.run_test(size=(100, 30)) as pilot:
+        await start(pilot, first, "sma_cross", "BTCUSDT")
+        board = first.bridge.board
+        await wait_for(pilot, lambda: ("BTCUSDT", "sma_cross") in board.open, "an open position", timeout=60)
+        await pilot.press("q", "y")                     # quit: the run stops with its state saved
+    second = await make_app_async(seeded_store, state, speed=1.0)
+    async with second.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: second.bridge.saved, "the saved runs")
+        row = run_row(second, "sma_cross", "BTCUSDT")
+        assert row is not None and row[2] in ("saved (open)", "saved (flat)")
+        saved = second.bridge.saved[0]
+        second.screen.query_one("#live-runs", DataTable).focus()
+        await pilot.press("r")                          # resume it
+        await wait_for(pilot, lambda: second.bridge.runs.get(("BTCUSDT", "sma_cross")) is not None
+                       and second.bridge.runs[("BTCUSDT", "sma_cross")].state == "running", "the resumed run")
+        if saved.signal is not None:
+            # The saved position comes back: it is open again, or (its time ran out while the
+            # replay caught up) it closes; either way it is that position, never lost.
+            board = second.bridge.board
+            await wait_for(pilot, lambda: saved.signal.id in {o.signal.id for o in board.open.values()} |
+                           {t.signal.id for ts in board.closed.values() for t in ts}, "its position back")
+        await pilot.press("q", "y")
+
+
+async def test_two_samples_on_one_symbol_fill_the_risk_pane_and_a_position_opens_its_chart(seeded_store, tmp_path):
+    app = await make_app_async(seeded_store, tmp_path / "state", speed=0.0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await start(pilot, app, "sma_cross", "BTCUSDT")
+        await start(pilot, app, "channel_breakout", "BTCUSDT")
+        await pilot.press("1")
+        board = app.bridge.board
+        await wait_for(pilot, lambda: board.summary.rejections >= 1, "a rejection of the portfolio profile",
+                       timeout=60)
+        await pilot.pause(0.2)
+        risk = " ".join(line.text for line in app.screen.query_one("#feed-risk", RichLog).lines)
+        assert "[portfolio]" in risk and "BTCUSDT is already held by" in risk
+        # A position's chart: hold both replays (flat out, positions come and go) while one is open.
+        runs = [("sma_cross", "BTCUSDT"), ("channel_breakout", "BTCUSDT")]
+        for _ in range(30):
+            await wait_for(pilot, lambda: board.open, "an open position", timeout=60)
+            for run in runs:
+                await app.command("pause_live", *run)
+            await wait_for(pilot, lambda: all(app.bridge.runs[(s, n)].state == "paused" for n, s in runs), "paused")
+            await pilot.pause(0.3)
+            if board.open:
+                break
+            for run in runs:
+                await app.command("resume_live", *run)
+        symbol, strategy = next(iter(board.open))
+        signals = app.screen.query_one("#live-signals", DataTable)
+        await wait_for(pilot, lambda: signals.row_count >= 1, "its row")
+        signals.focus()
+        await pilot.press("enter")
+        assert isinstance(app.screen, PositionScreen)
+        chart = app.screen
+        await wait_for(pilot, lambda: chart.title_text, "the chart")
+        s = board.open[(symbol, strategy)].signal
+        assert f"TP {s.price_take_profit:.6g}" in chart.title_text and f"SL {s.price_stop_loss:.6g}" in chart.title_text
+        assert "milestones:" in chart.title_text
+        assert "of the way to TP" in rendered(chart.query_one("#position-figures", Label))
+        await pilot.press("escape")
+        assert isinstance(app.screen, LiveScreen)
+        # v: the closed trades, newest first.
+        await pilot.press("v")
+        await wait_for(pilot, lambda: app.screen.query_one("#live-closed", DataTable).row_count >= 1, "closed trades",
+                       timeout=60)
+        await pilot.press("q", "y")
+
+
+async def test_a_crash_in_a_handler_stops_live_runs_with_their_state_and_says_so(seeded_store, tmp_path, monkeypatch):
+    app = await make_app_async(seeded_store, tmp_path / "state", speed=600.0)
+    with pytest.raises(RuntimeError, match="a widget failed"):
+        async with app.run_test(size=(100, 30)) as pilot:
+            await start(pilot, app, "sma_cross", "BTCUSDT")
+            await pilot.press("1")
+            await wait_for(pilot, lambda: app.bridge.runs[("BTCUSDT", "sma_cross")].market_time, "a tick")
+
+            def broken(self, *args, **kwargs):
+                raise RuntimeError("a widget failed")
+
+            monkeypatch.setattr(LiveScreen, "redraw", broken)
+            await wait_for(pilot, lambda: not app.is_running, "the console to end")
+    words, code = exit_words(app)
+    assert code == 1 and "stopped on an error: RuntimeError: a widget failed" in words and str(tmp_path / "state") in words
+    assert not app.engine._thread.is_alive()                 # the engine stopped with the console
+    run = next(r for r in bk.Live.list() if r["strategy_name"] == "sma_cross")
+    assert run["status"] != "running"
+    assert (tmp_path / "state" / "live_BTCUSDT_sma_cross.json").exists()      # its state is on disk
