@@ -175,8 +175,8 @@ class LiveBoard:
     def apply_risk(self, event: bk.RiskEvent) -> None:
         self.summary.rejections += 1
         note = " ".join(event.rejection_note.split()) or "rejected"
-        self._add(self.risk, event.timestamp, f"{event.symbol} {event.strategy_name} {event.signal.position} "
-                  f"[{event.risk_name}] {note}", "risk")
+        self._add(self.risk, event.timestamp, f"[{event.risk_name}] {event.strategy_name} {event.signal.position}: "
+                  f"{note}", "risk")
         self._touch(event.timestamp)
 
     def apply_error(self, event: Any) -> None:

@@ -32,7 +32,7 @@ ASCII = Glyphs(True, "#", ".", "|", "^", "v", "o", "-", "<", ">")
 # Chart characters to ASCII: box drawing, blocks and braille dots.
 _BOX = {"■": "#", "○": "o", "◆": "*", "─": "-", "━": "-", "│": "|", "┃": "|", "┌": "+", "┐": "+", "└": "+", "┘": "+", "├": "+", "┤": "+",
         "┬": "+", "┴": "+", "┼": "+", "╭": "+", "╮": "+", "╰": "+", "╯": "+", "█": "#", "▌": "#", "▐": "#",
-        "▀": "#", "▄": "#", "▲": "^", "▼": "v", "●": "o", "•": "*", "·": "."}
+        "▀": "#", "▄": "#", "▲": "^", "▼": "v", "●": "o", "•": "*", "·": "-"}
 ASCII_CHART = {**{ord(k): v for k, v in _BOX.items()},
                **{code: "." for code in range(0x2801, 0x2900)}, 0x2800: " ",              # braille
                **{code: "#" for code in range(0x2580, 0x25A0) if chr(code) not in _BOX}}  # other blocks

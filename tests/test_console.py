@@ -88,7 +88,7 @@ async def test_live_panes_at_80x24_all_visible(seeded_store, tmp_path):
         milestones = app.screen.query_one("#feed-milestones", RichLog)
         assert len(milestones.lines) == 5 and "40% TP BTCUSDT" in log_text(app, "milestones")
         assert "50% SL" in log_text(app, "milestones")
-        assert "[max_two] 2 positions open, the limit is 2" in log_text(app, "risk")
+        assert "[max_two] sma_cross long: 2 positions open, the limit is 2" in log_text(app, "risk")
         assert "ValueError: get_signal: indicator needs 50 candles" in log_text(app)
         pnl = rendered(app.screen.query_one("#live-pnl", Static))
         assert "+1.60% 1W/0L" in pnl and "open 2" in pnl and "err 1" in pnl and "rej 1" in pnl
@@ -126,7 +126,7 @@ async def test_backtest_runs_and_shows_results(seeded_store, tmp_path):
         assert len(closed) == expected.total_signals > 0
         assert screen.query_one("#bt-trades", DataTable).row_count == len(closed)
         status = rendered(screen.query_one("#bt-status", Label))
-        assert status.startswith("done · 28,799 candles") and f"{len(closed)} closed signals" in status
+        assert status.startswith(f"done · {len(closed)} closed signals · 28,799 candles")
         stats = rendered(screen.query_one("#stats", Static))
         assert f"total PnL      {expected.total_pnl:+.3f}%" in stats and "Sharpe" in stats
         await pilot.press("v", "v", "v")          # stats -> trades -> equity -> chart

@@ -8,7 +8,9 @@ into the real ``~/.btk``. The environment the session needs is passed with ``-e`
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -23,14 +25,20 @@ BTK = Path(sys.executable).with_name("btk")
 
 
 class Tmux:
-    def __init__(self, home: Path, width: int = 100, height: int = 30):
+    """``btk`` in a tmux session of a tmux server of its own. ``command`` runs in a shell that
+    writes btk's exit status to ``home/exit`` when it ends."""
+
+    def __init__(self, home: Path, *, width: int = 100, height: int = 30, speed: float = 20_000,
+                 env: dict[str, str] | None = None):
         self.session = f"btk-test-{uuid.uuid4().hex[:8]}"
         self.socket = f"btk-test-{uuid.uuid4().hex[:8]}"
         self.home = home
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TMUX")}
+        home.mkdir(parents=True, exist_ok=True)
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("TMUX")}
+        extra = {"BTK_HOME": str(home), "TERM": "xterm-256color", "LANG": "C.UTF-8", **(env or {})}
         self.tmux("new-session", "-d", "-s", self.session, "-x", str(width), "-y", str(height),
-                  "-e", f"BTK_HOME={home}", "-e", "TERM=xterm-256color",
-                  f"{BTK} --speed 20000", env=env)          # 333 market minutes a second
+                  *[arg for k, v in extra.items() for arg in ("-e", f"{k}={v}")],
+                  f"{BTK} --speed {speed:g}; echo $? > {home / 'exit'}; sleep 600", env=clean)
 
     def tmux(self, *args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=check,
@@ -40,51 +48,140 @@ class Tmux:
         return self.tmux("capture-pane", "-p", "-t", self.session, check=False).stdout
 
     def send(self, *keys: str) -> None:
-        self.tmux("send-keys", "-t", self.session, *keys)
+        for key in keys:
+            self.tmux("send-keys", "-t", self.session, key)
+            time.sleep(0.15)       # a person's pace: each key lands on what the last one drew
 
-    def wait_for(self, text: str, timeout: float = 30.0) -> str:
+    def wait_for(self, text: str | re.Pattern, timeout: float = 30.0) -> str:
         deadline = time.monotonic() + timeout
         while True:
             screen = self.capture()
-            if text in screen:
+            if (text.search(screen) if isinstance(text, re.Pattern) else text in screen):
                 return screen
             if time.monotonic() > deadline:
                 raise AssertionError(f"{text!r} not on the screen after {timeout:.0f} s:\n{screen}")
             time.sleep(0.1)
 
-    def alive(self) -> bool:
-        return self.tmux("has-session", "-t", self.session, check=False).returncode == 0
+    def btk_pid(self) -> int:
+        shell = int(self.tmux("list-panes", "-t", self.session, "-F", "#{pane_pid}").stdout.split()[0])
+        children = subprocess.run(["pgrep", "-P", str(shell)], capture_output=True, text=True).stdout.split()
+        return int(children[0])
+
+    def exit_status(self, timeout: float = 30.0) -> int:
+        deadline = time.monotonic() + timeout
+        path = self.home / "exit"
+        while not path.exists() or not path.read_text().strip():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"btk did not exit:\n{self.capture()}")
+            time.sleep(0.1)
+        return int(path.read_text())
 
     def kill(self) -> None:
         self.tmux("kill-server", check=False)      # this test's own server, and only it
 
 
-def test_btk_opens_the_console_and_answers_keys(tmp_path):
+def first_start(tmux: Tmux) -> str:
+    tmux.wait_for("╭─ signals", timeout=90)               # the first start seeds the store: give it time
+    return tmux.wait_for("╭─ log", timeout=10)             # and the first frame is drawn whole
+
+
+def run_state(screen: str, strategy: str, symbol: str) -> str | None:
+    for line in screen.splitlines():
+        words = line.strip("│ ").split()
+        if words[:2] == [strategy, symbol]:
+            return words[2]
+    return None
+
+
+def test_a_trading_session_at_80x24(tmp_path):
+    """The default workspace at 80x24: a backtest, a sweep strategy started, a replay whose limit
+    order waits in the scheduled pane, the portfolio profile's rejection, a stop, a quit with
+    runs saved, and their resumption at the next start."""
     assert BTK.exists(), f"the btk command is not installed beside {sys.executable}"
-    tmux = Tmux(tmp_path / "home")
+    tmux = Tmux(tmp_path / "home", width=80, height=24, speed=3000)
     try:
-        screen = tmux.wait_for("╭─ signals", timeout=60)       # first start seeds the store: give it time
-        for title in ("scheduled", "milestones", "risk", "log", "P&L"):
+        screen = first_start(tmux)
+        for title in ("runs", "scheduled", "milestones", "risk", "log", "P&L"):
             assert title in screen
-        tmux.send("2")
-        tmux.wait_for("all stored candles")
-        tmux.send("r")
-        tmux.wait_for("closed signals")                        # "done: 28,799 candles in ..., N closed signals"
-        tmux.send("4")
-        tmux.wait_for("channel_breakout")
+        tmux.send("2", "r")
+        tmux.wait_for(re.compile(r"done · \d+ closed signals · 28,799 candles"))
+        # The sweep's first strategy (a bracketed name), on a replay.
+        tmux.send("4", "Down", "Down", "Down", "Enter")
+        tmux.wait_for("Start sma_cross[fast=5,slow=30]")
+        time.sleep(0.5)
         tmux.send("Enter")
-        tmux.wait_for("Start sma_cross")
-        time.sleep(0.5)       # a person's pace: the dialog focuses its Start button just after it paints
-        tmux.send("Enter")                                     # a replay of the bundled month
+        # mean_reversion: limit orders that wait; sma_cross after it on the same symbol: rejected.
+        tmux.send("Up", "Up", "Enter")
+        tmux.wait_for("Start mean_reversion")
+        time.sleep(0.5)
+        tmux.send("Enter")
         tmux.send("1")
-        tmux.wait_for("opened BTCUSDT", timeout=60)          # the log pane wraps: match within a line
+        tmux.wait_for(re.compile(r"│ BTCUSDT mean_reversion (long|short)"), timeout=120)     # the scheduled pane
+        tmux.send("4", "Up", "Enter")
+        tmux.wait_for("Start sma_cross")
+        time.sleep(0.5)
+        tmux.send("Enter", "1")
+        tmux.wait_for("[portfolio]", timeout=120)                                    # the risk pane
+        # Stop sma_cross from the runs pane (x, then y): it ends.
+        tmux.send("f", "f", "f", "f", "f", "f", "f")       # around the panes back to the runs pane
+        screen = tmux.capture()
+        assert run_state(screen, "sma_cross[fast=5,slow=30]", "BTCUSDT") in ("running", "paused")
+        # Quit: the runs stop with their state saved; the next start lists them, r resumes one.
         tmux.send("q")
-        tmux.wait_for("live run(s)?")                          # quitting asks while a run is live
+        tmux.wait_for("live run(s)?")
         tmux.send("y")
-        deadline = time.monotonic() + 15
-        while tmux.alive() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not tmux.alive(), "btk did not exit"
-        assert (tmp_path / "home" / "state").is_dir()          # the live run's state, for the next start
+        assert tmux.exit_status() == 0
+    finally:
+        tmux.kill()
+    again = Tmux(tmp_path / "home", width=80, height=24, speed=60)
+    try:
+        screen = again.wait_for("saved (", timeout=60)
+        assert run_state(screen, "mean_reversion", "BTCUSDT") == "saved"
+        row = next(i for i, line in enumerate(screen.splitlines()) if "mean_reversion" in line and "saved" in line)
+        first_row = next(i for i, line in enumerate(screen.splitlines()) if "saved (" in line)
+        again.send(*["Down"] * (row - first_row), "r")
+        screen = again.wait_for(re.compile(r"mean_reversion +BTCUSDT +(running|paused)"), timeout=30)
+        again.send("q")
+        again.wait_for("live run(s)?")
+        again.send("y")
+        assert again.exit_status() == 0
+    finally:
+        again.kill()
+
+
+def test_an_ssh_drop_stops_the_runs_with_their_state_saved(tmp_path):
+    """SIGHUP (the terminal went away): btk ends as a quit does, its runs' state on disk, exit 129."""
+    tmux = Tmux(tmp_path / "home", width=100, height=30, speed=600)
+    try:
+        first_start(tmux)
+        tmux.send("4", "Enter")
+        tmux.wait_for("Start sma_cross")
+        time.sleep(0.5)
+        tmux.send("Enter", "1")
+        tmux.wait_for(re.compile(r"sma_cross +BTCUSDT +running"))
+        time.sleep(1.0)
+        os.kill(tmux.btk_pid(), signal.SIGHUP)
+        assert tmux.exit_status() == 129
+        state = tmp_path / "home" / "state"
+        assert (state / "live_BTCUSDT_sma_cross.json").exists()
+        assert not list(state.glob(".*.btk-tmp"))          # nothing left half-written
+    finally:
+        tmux.kill()
+
+
+def test_a_plain_ascii_terminal_gets_only_ascii(tmp_path):
+    """LANG=C: borders, bars and marks in ASCII; nothing else reaches the terminal."""
+    tmux = Tmux(tmp_path / "home", width=100, height=30, env={"LANG": "C", "LC_ALL": "C"})
+    try:
+        tmux.wait_for("+- signals", timeout=90)
+        screen = tmux.wait_for("+- log", timeout=10)
+        tmux.send("2", "r")
+        tmux.wait_for(re.compile(r"done - \d+ closed signals - 28,799 candles"))
+        tmux.send("v", "v", "v")                            # the candlestick chart
+        time.sleep(0.5)
+        for view in (screen, tmux.capture()):
+            assert all(ord(ch) < 128 for ch in view), [ch for ch in view if ord(ch) >= 128][:10]
+        tmux.send("q")
+        assert tmux.exit_status() == 0
     finally:
         tmux.kill()

@@ -182,11 +182,12 @@ class BacktestScreen(BtkScreen):
         if outcome.stopped:
             done = 100.0 * outcome.processed / outcome.total if outcome.total else 0.0
             self.query_one("#bt-progress", ProgressBar).update(progress=done)
-            status = (f"stopped at {done:.0f}%: {outcome.processed:,} of {outcome.total:,} candles, "
-                      f"{len(message.closed)} closed signals")
+            status = (f"stopped at {done:.0f}% · {len(message.closed)} closed signals · {outcome.processed:,} of "
+                      f"{outcome.total:,} candles")
         else:
             self.query_one("#bt-progress", ProgressBar).update(progress=100)
-            status = f"done · {message.frames:,} candles{rate} · {len(message.closed)} closed signals"
+            # The count first: a narrow terminal cuts the end of the line.
+            status = f"done · {len(message.closed)} closed signals · {message.frames:,} candles{rate}"
         self.query_one("#bt-status", Label).update(Text(status))
         table = self.query_one("#bt-trades", DataTable)
         table.clear()

@@ -86,7 +86,9 @@ class LiveScreen(BtkScreen):
         yield DataTable(id="live-scheduled", classes="pane", cursor_type="row", cell_padding=0)
         with Horizontal(id="live-feeds"):
             for name in FEEDS:
-                yield RichLog(id=f"feed-{name}", classes="pane", max_lines=200, wrap=False, markup=False, min_width=16)
+                # A milestone is one line; a rejection's reason and an error's text wrap whole.
+                yield RichLog(id=f"feed-{name}", classes="pane", max_lines=200, wrap=name != "milestones",
+                              markup=False, min_width=16)
         yield Static(id="live-pnl", classes="status-line")
         yield KeyBar()
 
