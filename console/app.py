@@ -30,7 +30,7 @@ from themes import DEFAULT_THEME, STYLESHEET, THEMES
 
 from . import format as fmt
 from .bridge import EngineBridge, EngineUpdate
-from .context import DEFAULT_SPEED, ConsoleConfig  # noqa: F401 (the console's configuration, re-exported)
+from .context import ConsoleConfig
 from .glyphs import ASCII_OUT
 from .messages import BacktestRequested
 from .modebar import ModeBar

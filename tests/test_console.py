@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from rich.console import Console
 from textual.widgets import DataTable, Label, RichLog, Static
@@ -341,3 +342,27 @@ async def test_modal_dialogs_fit(seeded_store, tmp_path, size):
         dialog = app.screen.query_one(".dialog")
         assert dialog.region.bottom <= size[1] and dialog.region.right <= size[0]
         assert app.screen.query_one("#start").region.bottom <= size[1]
+
+
+def test_no_color_charts_tell_up_from_down_by_shape():
+    """NO_COLOR: green and red candles would look alike, so the closes are drawn as a line."""
+    from plotext._figure import _figure_class
+
+    from console import charts
+    from console.format import palette
+    from themes import BTK_DARK
+
+    n = 300
+    close = 100 + np.cumsum(np.sin(np.arange(n) / 7.0))
+    candles = bk.Candles.from_arrays(1_677_628_800_000 + np.arange(n, dtype=np.int64) * 60_000, close, close + 0.5,
+                                     close - 0.5, close + 0.1, np.ones(n))
+    colors = palette({**BTK_DARK.to_color_system().generate(), "foreground": BTK_DARK.foreground,
+                      "background": BTK_DARK.background})
+    drawn = {}
+    for no_color in (False, True):
+        plt = _figure_class()
+        plt.plotsize(100, 30)
+        charts.draw_candles(plt, candles, [], colors, max_bars=40, no_color=no_color)
+        drawn[no_color] = plt.build()
+    assert "█" in drawn[False] and not any(0x2800 < ord(ch) < 0x2900 for ch in drawn[False])
+    assert "█" not in drawn[True] and any(0x2800 < ord(ch) < 0x2900 for ch in drawn[True])

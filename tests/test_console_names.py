@@ -64,7 +64,12 @@ async def test_hostile_names_on_every_screen(seeded_store, tmp_path):
         table = app.screen.query_one("#st-table", DataTable)
         shown = [r[0] for r in table_rows(table)]
         assert all(name in shown for name in HOSTILE)
-        assert "note of [bold]loud [i]plain[/i]" in [r[5] for r in table_rows(table)]
+        await pilot.resize_terminal(700, 40)           # room for the 200-character name and its note
+        await pilot.pause(0.2)
+        notes = [str(c.label).strip() for c in table.columns.values()].index("note")
+        assert "note of [bold]loud [i]plain[/i]" in [r[notes] for r in table_rows(table)]
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause(0.2)
         # Start one whose name clicks "app.quit" as markup: it runs and reports its errors.
         table.move_cursor(row=row_of(table, "[@click=app.quit]gone"))
         await pilot.press("enter")

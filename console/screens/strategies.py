@@ -15,13 +15,16 @@ from .. import format as fmt
 from ..keybar import KeyBar
 from ..messages import BacktestRequested
 from ..modebar import ModeBar
+from ..tables import KEEP, Column, content_width, fill
 from .dialogs import ConfirmDialog, StartDialog, StartRequest
 from .base import BtkScreen
 
 if TYPE_CHECKING:
     from ..context import ConsoleApp
 
-COLUMNS = ("strategy", "interval", "risk", "running", "position", "note")
+# Dropped in this order when the pane is narrow: the note, the risk profiles, the interval.
+COLUMNS = (Column("strategy", KEEP), Column("interval", 30), Column("risk", 20), Column("running", KEEP),
+           Column("position", KEEP), Column("note", 10))
 
 
 class StrategiesScreen(BtkScreen):
@@ -34,14 +37,13 @@ class StrategiesScreen(BtkScreen):
 
     def compose(self) -> ComposeResult:
         yield ModeBar("strategies")
-        yield DataTable(id="st-table", classes="pane", cursor_type="row", zebra_stripes=True)
+        yield DataTable(id="st-table", classes="pane", cursor_type="row", zebra_stripes=True, cell_padding=0)
         yield Static(id="st-hint", classes="status-line")
         yield KeyBar()
 
     def on_mount(self) -> None:
         table = self.query_one("#st-table", DataTable)
         table.border_title = "strategies"
-        table.add_columns(*COLUMNS)
         self.query_one("#st-hint", Static).update(
             Text("enter: start on a symbol (replay = paper trading on stored candles) · x: stop · b: backtest"))
         self.app.theme_changed_signal.subscribe(self, lambda _: self.on_engine())  # type: ignore[attr-defined]
@@ -61,11 +63,10 @@ class StrategiesScreen(BtkScreen):
         if update is not None and not (update.runs or update.board_version):
             return
         table = self.query_one("#st-table", DataTable)
-        row = table.cursor_row
-        table.clear()
         runs = self.runs()
         board = self.app.bridge.board
         colors = self.app.colors
+        rows: list[tuple[str, list[object]]] = []
         for s in self.app.workspace.strategies:
             mine = runs.get(s.strategy_name, [])
             running = ", ".join(f"{r.symbol} ({r.exchange_name})" for r in mine) or "-"
@@ -77,11 +78,13 @@ class StrategiesScreen(BtkScreen):
                     position = Text(f"{o.signal.position} ").append_text(fmt.signed(o.pnl, colors))
                 elif key in board.scheduled:
                     position = Text(f"waiting {board.scheduled[key].signal.position}", style=colors["warning"])
-            table.add_row(fmt.plain(s.strategy_name), s.interval, fmt.plain(", ".join(s.risk_names) or "-"),
-                          Text(running, style=colors["success"]) if mine else running, position, fmt.plain(s.note),
-                          key=s.strategy_name)
-        if table.row_count:
-            table.move_cursor(row=min(row, table.row_count - 1))
+            rows.append((s.strategy_name, [Text(s.strategy_name), s.interval, Text(", ".join(s.risk_names) or "-"),
+                                           Text(running, style=colors["success"] if mine else ""), position,
+                                           Text(s.note)]))
+        fill(table, COLUMNS, rows, content_width(table, self.app.size.width))  # type: ignore[attr-defined]
+
+    def on_resize(self) -> None:
+        self.on_engine()
 
     def current(self) -> str | None:
         table = self.query_one("#st-table", DataTable)

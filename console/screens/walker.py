@@ -21,12 +21,16 @@ from .. import format as fmt
 from ..bridge import EngineUpdate
 from ..keybar import KeyBar
 from ..modebar import ModeBar
+from ..tables import KEEP, Column, content_width, fill
 from .base import BtkScreen
 
 if TYPE_CHECKING:
     from ..context import ConsoleApp
 
-COLUMNS = ("#", "strategy", "symbol", "metric", "trades", "win rate", "total PnL", "max DD", "note")
+# Dropped from the right of this order when the pane is narrow: the note, the drawdown, the win rate...
+COLUMNS = (Column("#", KEEP, True), Column("strategy", KEEP), Column("symbol", 30), Column("metric", KEEP, True),
+           Column("trades", 60, True), Column("win rate", 40, True), Column("total PnL", KEEP, True),
+           Column("max DD", 20, True), Column("note", 10))
 EXECUTORS = ("inline", "process")
 
 
@@ -64,13 +68,12 @@ class WalkerScreen(BtkScreen):
         with Horizontal(classes="progress-row"):
             yield ProgressBar(total=100, show_eta=False, id="wk-progress")
             yield Label("press r to run", id="wk-status")
-        yield DataTable(id="wk-board", classes="pane", cursor_type="row", zebra_stripes=True)
+        yield DataTable(id="wk-board", classes="pane", cursor_type="row", zebra_stripes=True, cell_padding=0)
         yield KeyBar()
 
     def on_mount(self) -> None:
         board = self.query_one("#wk-board", DataTable)
         board.border_title = "leaderboard"
-        board.add_columns(*COLUMNS)
         self.app.theme_changed_signal.subscribe(self, lambda _: self.on_engine())
 
     def on_screen_resume(self) -> None:
@@ -143,7 +146,7 @@ class WalkerScreen(BtkScreen):
             return  # a live tick or a backtest's progress: nothing here changed
         board = self.query_one("#wk-board", DataTable)
         colors = self.app.colors
-        board.clear()
+        rows: list[tuple[str, list[object]]] = []
         if self.final and not self.running:
             results = self.final[self.board_index]
             where = "all symbols (pooled)" if results.symbol == OVERALL else results.symbol
@@ -151,27 +154,30 @@ class WalkerScreen(BtkScreen):
             board.border_subtitle = "o: next symbol / overall" if len(self.final) > 1 else ""
             for r in results.rows:
                 note = r.error or ("below gates (<10 trades)" if r.below_gates else "")
-                self._row(board, r.rank, r.strategy_name, where if results.symbol != OVERALL else "all",
-                          r.metric_value, r.stats, note, colors)
-            return
-        live = self.app.bridge.walker
-        if live.total:
-            self.query_one("#wk-progress", ProgressBar).update(progress=100.0 * live.processed / live.total)
-            if self.running:
-                self.query_one("#wk-status", Label).update(Text(f"{live.processed} of {live.total} cells"))
-        board.border_title = Text(f"leaderboard: {live.walker_name} (filling in)") if live.walker_name \
-            else "leaderboard"
-        ranked = sorted(live.cells.values(), key=lambda e: (e.metric_value is None, -(e.metric_value or 0.0)))
-        for i, e in enumerate(ranked, 1):
-            self._row(board, i if e.metric_value is not None else None, e.strategy_name, e.symbol, e.metric_value,
-                      e.stats, "cached" if e.cached else "", colors)
+                rows.append(self._row(r.rank, r.strategy_name, where if results.symbol != OVERALL else "all",
+                                      r.metric_value, r.stats, note, colors))
+        else:
+            live = self.app.bridge.walker
+            if live.total:
+                self.query_one("#wk-progress", ProgressBar).update(progress=100.0 * live.processed / live.total)
+                if self.running:
+                    self.query_one("#wk-status", Label).update(Text(f"{live.processed} of {live.total} cells"))
+            board.border_title = Text(f"leaderboard: {live.walker_name} (filling in)") if live.walker_name \
+                else "leaderboard"
+            ranked = sorted(live.cells.values(), key=lambda e: (e.metric_value is None, -(e.metric_value or 0.0)))
+            for i, e in enumerate(ranked, 1):
+                rows.append(self._row(i if e.metric_value is not None else None, e.strategy_name, e.symbol,
+                                      e.metric_value, e.stats, "cached" if e.cached else "", colors))
+        fill(board, COLUMNS, rows, content_width(board, self.app.size.width))  # type: ignore[attr-defined]
+
+    def on_resize(self) -> None:
+        self.on_engine()
 
     @staticmethod
-    def _row(board: DataTable, rank: int | None, strategy: str, symbol: str, value: float | None,
-             stats: bk.BacktestStatistics | None, note: str, colors: dict[str, str]) -> None:
+    def _row(rank: int | None, strategy: str, symbol: str, value: float | None, stats: bk.BacktestStatistics | None,
+             note: str, colors: dict[str, str]) -> tuple[str, list[object]]:
         s = stats
-        board.add_row(str(rank) if rank else "-", fmt.plain(strategy), fmt.plain(symbol), fmt.number(value, 4),
-                      str(s.total_signals) if s else "-",
-                      "N/A" if s is None or s.win_rate is None else f"{s.win_rate:.1f}%",
-                      fmt.signed(s.total_pnl if s else None, colors), fmt.drawdown(s.max_drawdown if s else None),
-                      fmt.plain(note))
+        return f"{symbol}\x1f{strategy}", [
+            str(rank) if rank else "-", Text(strategy), Text(symbol), fmt.number(value, 4),
+            str(s.total_signals) if s else "-", "N/A" if s is None or s.win_rate is None else f"{s.win_rate:.1f}%",
+            fmt.signed(s.total_pnl if s else None, colors), fmt.drawdown(s.max_drawdown if s else None), Text(note)]
