@@ -14,6 +14,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
@@ -23,6 +24,26 @@ from .log import describe_error
 
 EXECUTORS = ("inline", "process", "dask")
 DASK_CONNECT_TIMEOUT_S = 10.0
+
+
+def ensure_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker with a real stderr. It passes ``sys.stderr``'s
+    descriptor to its process; inside a terminal UI (the console) ``sys.stderr`` is a capture
+    without one, and a process pool then fails with "bad value(s) in fds_to_keep"."""
+    from multiprocessing import resource_tracker
+    try:
+        usable = sys.stderr is not None and sys.stderr.fileno() >= 0
+    except (AttributeError, OSError, ValueError):
+        usable = False
+    if usable:
+        resource_tracker.ensure_running()
+        return
+    captured = sys.stderr
+    sys.stderr = sys.__stderr__
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        sys.stderr = captured
 
 
 def core_count() -> int:
@@ -62,6 +83,7 @@ class CellRunner:
 
     async def __aenter__(self) -> CellRunner:
         if self.kind == "process":
+            ensure_resource_tracker()
             self.executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
         elif self.kind == "dask":
             await asyncio.to_thread(self._start_dask)

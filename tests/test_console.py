@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from rich.console import Console
-from textual.widgets import DataTable, Label, RichLog, Static
+from textual.widgets import DataTable, Label, RichLog, Select, Static
 
 import engine as bk
 from console.app import BtkApp
@@ -366,3 +366,17 @@ def test_no_color_charts_tell_up_from_down_by_shape():
         drawn[no_color] = plt.build()
     assert "█" in drawn[False] and not any(0x2800 < ord(ch) < 0x2900 for ch in drawn[False])
     assert "█" not in drawn[True] and any(0x2800 < ord(ch) < 0x2900 for ch in drawn[True])
+
+
+async def test_the_walker_screen_runs_cells_on_a_process_pool(seeded_store, tmp_path):
+    """executor: process from the console (it failed at once there with "bad value(s) in fds_to_keep":
+    the console's stderr has no descriptor for multiprocessing's resource tracker)."""
+    app = await make_app_async(seeded_store, tmp_path / "state")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("3")
+        app.screen.query_one("#wk-executor", Select).value = "process"
+        await pilot.press("r")
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.final, "the walk on the pool", timeout=120)
+        rows = screen.final[0].rows
+        assert [r.error for r in rows] == [None] * 3 and all(r.total_signals > 0 for r in rows)
