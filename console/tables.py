@@ -17,6 +17,7 @@ class Column:
     title: str
     keep: int = 50             # drop order: the lowest goes first; KEEP is never dropped
     right: bool = False        # numbers: right-aligned
+    shrink: int = 0            # text that may be cut (with an ellipsis) to this many cells before it is dropped
 
 
 KEEP = 100
@@ -28,16 +29,21 @@ def cell(value: object, right: bool = False) -> Text:
     return Text.assemble(" ", text, justify="right") if right else Text(" ", end="") + text
 
 
-def fit(columns: Sequence[Column], rows: Sequence[Sequence[Text]], width: int) -> list[int]:
-    """The indices of the columns to show in ``width`` cells: every column if they fit, else
-    without the lowest ``keep`` ones, one at a time, until they fit (KEEP columns always stay)."""
+def fit(columns: Sequence[Column], rows: Sequence[Sequence[Text]], width: int) -> tuple[list[int], list[int]]:
+    """The indices of the columns to show in ``width`` cells, and each column's width: every
+    column if they fit; else a shrinkable column is cut (down to its ``shrink``), then the lowest
+    ``keep`` ones go, one at a time, until they fit (KEEP columns always stay)."""
     widths = [max([len(c.title) + 1] + [len(row[i]) for row in rows]) for i, c in enumerate(columns)]
     shown = list(range(len(columns)))
     for i in sorted(range(len(columns)), key=lambda i: columns[i].keep):
-        if sum(widths[j] for j in shown) <= width or columns[i].keep >= KEEP:
+        over = sum(widths[j] for j in shown) - width
+        if over <= 0 or columns[i].keep >= KEEP:
+            break
+        if columns[i].shrink and widths[i] - over >= columns[i].shrink:
+            widths[i] -= over
             break
         shown.remove(i)
-    return shown
+    return shown, widths
 
 
 def fill(table: DataTable, columns: Sequence[Column], rows: Sequence[tuple[str, Sequence[object]]],
@@ -45,7 +51,11 @@ def fill(table: DataTable, columns: Sequence[Column], rows: Sequence[tuple[str, 
     """Show ``rows`` (key, cells) in ``table`` with the columns that fit ``width``; the cursor stays
     on its row's key when that row is still there."""
     cells = [[cell(v, c.right) for v, c in zip(values, columns)] for _, values in rows]
-    shown = fit(columns, cells, width)
+    shown, widths = fit(columns, cells, width)
+    for i in shown:
+        if columns[i].shrink:
+            for row in cells:
+                row[i].truncate(widths[i], overflow="ellipsis")
     titles = [columns[i].title for i in shown]
     selected = _cursor_key(table)
     if [str(c.label).strip() for c in table.columns.values()] != titles:

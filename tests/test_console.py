@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -380,3 +381,43 @@ async def test_the_walker_screen_runs_cells_on_a_process_pool(seeded_store, tmp_
         await wait_for(pilot, lambda: screen.final, "the walk on the pool", timeout=120)
         rows = screen.final[0].rows
         assert [r.error for r in rows] == [None] * 3 and all(r.total_signals > 0 for r in rows)
+
+
+async def test_a_stopped_backtest_says_stopped(seeded_store, tmp_path):
+    async def slow(symbol, when):
+        await asyncio.sleep(0.002)          # about a minute for the month: stopped well before its end
+        return None
+
+    bk.add_strategy("slow", slow, note="a per-frame strategy that takes its time")
+    app = await make_app_async(seeded_store, tmp_path / "state")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        screen = app.screen
+        screen.query_one("#bt-strategy", Select).value = "slow"
+        await pilot.press("r")
+        await wait_for(pilot, lambda: app.bridge.progress.processed > 0, "some progress")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: screen.result is not None, "the stopped backtest", timeout=60)
+        status = rendered(screen.query_one("#bt-status", Label))
+        assert status.startswith("stopped at ") and "% · 0 closed signals · " in status and "done" not in status
+        assert screen.result.outcome.stopped and screen.result.outcome.processed < screen.result.outcome.total
+
+
+async def test_pane_borders_stand_out_on_both_themes(seeded_store, tmp_path):
+    """Unfocused pane borders were white on white on the light theme."""
+    from textual.color import Color
+
+    def contrast(a: Color, b: Color) -> float:
+        la, lb = sorted((a.brightness, b.brightness))
+        return (lb + 0.05) / (la + 0.05)
+
+    app = await make_app_async(seeded_store, tmp_path / "state")
+    async with app.run_test(size=(100, 30)) as pilot:
+        for theme in ("btk-dark", "btk-light"):
+            app.theme = theme
+            await pilot.pause(0.1)
+            pane = app.screen.query_one("#live-scheduled", DataTable)
+            assert not pane.has_focus
+            background = app.screen.styles.background
+            border = background + pane.styles.border_top[1]       # the border's colour over what is behind
+            assert contrast(border, pane.styles.background) > 1.6, (theme, border, pane.styles.background)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 # Dropped in this order when the pane is narrow: the note, the risk profiles, the interval.
 COLUMNS = (Column("strategy", KEEP), Column("interval", 30), Column("risk", 20), Column("running", KEEP),
-           Column("position", KEEP), Column("note", 10))
+           Column("position", KEEP), Column("note", 10, shrink=16))
 
 
 class StrategiesScreen(BtkScreen):

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 # Dropped from the right of this order when the pane is narrow: the note, the drawdown, the win rate...
 COLUMNS = (Column("#", KEEP, True), Column("strategy", KEEP), Column("symbol", 30), Column("metric", KEEP, True),
            Column("trades", 60, True), Column("win rate", 40, True), Column("total PnL", KEEP, True),
-           Column("max DD", 20, True), Column("note", 10))
+           Column("max DD", 20, True), Column("note", 10, shrink=12))
 EXECUTORS = ("inline", "process")
 
 
