@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -44,6 +45,7 @@ from .screens.walker import WalkerScreen
 
 SWITCH_HOLD_S = 0.001
 GIL_SWITCH_S = 0.001
+KEY_HUSH_S = 0.25
 
 
 class BtkApp(App):
@@ -103,6 +105,11 @@ class BtkApp(App):
         self.bridge.stop()
         # Live runs stop with their state saved (each resumes on the next start); exchanges close.
         self.engine.stop()
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key):
+            self.engine.hush(KEY_HUSH_S)     # the screen this key asks for is drawn before the engine goes on
+        await super().on_event(event)
 
     def delay_update(self, delay: float = 0.05) -> None:
         # Textual holds every screen switch back 50 ms to mask the first layout of a new screen;

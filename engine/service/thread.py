@@ -24,6 +24,8 @@ STOP_TIMEOUT_S = 30.0
 # backtest then runs at most this share of a core inside the console.
 WORK_WINDOW_S = 0.010
 WORK_SHARE = 0.5
+# Right after a key the console has a screen to draw: the engine's share drops to this for a moment.
+HUSHED_SHARE = 0.15
 
 
 class PacedLoop(asyncio.SelectorEventLoop):
@@ -31,9 +33,13 @@ class PacedLoop(asyncio.SelectorEventLoop):
     the console's thread shares the lock with it, and its keys are answered between the
     engine's steps. Time spent waiting for I/O or timers is not work."""
 
-    def __init__(self, window: float = WORK_WINDOW_S, share: float = WORK_SHARE) -> None:
+    def __init__(self, window: float = WORK_WINDOW_S, share: float = WORK_SHARE,
+                 hushed_share: float = HUSHED_SHARE) -> None:
         super().__init__()
+        self._window = window
         self._budget, self._rest = window * share, window * (1 - share)
+        self._hushed_budget = window * hushed_share
+        self._hushed_until = 0.0
         self._busy = 0.0
         self._waited = 0.0
         selector = self._selector      # type: ignore[has-type]
@@ -48,14 +54,20 @@ class PacedLoop(asyncio.SelectorEventLoop):
         real_select = selector.select
         selector.select = select       # type: ignore[method-assign]
 
+    def hush(self, seconds: float) -> None:
+        """Work at the hushed share for ``seconds`` (any thread may call it: one float is set)."""
+        self._hushed_until = time.perf_counter() + seconds
+
     def _run_once(self) -> None:
         started = time.perf_counter()
         self._waited = 0.0
         super()._run_once()  # type: ignore[misc]
-        self._busy += time.perf_counter() - started - self._waited
-        if self._busy >= self._budget:
+        now = time.perf_counter()
+        self._busy += now - started - self._waited
+        budget = self._hushed_budget if now < self._hushed_until else self._budget
+        if self._busy >= budget:
             self._busy = 0.0
-            time.sleep(self._rest)
+            time.sleep(self._window - budget)
 
 
 class EngineThread:
@@ -116,6 +128,11 @@ class EngineThread:
         if asyncio.iscoroutine(result):
             result = await result
         return result
+
+    def hush(self, seconds: float) -> None:
+        """Give the console most of the interpreter for ``seconds`` (a key was pressed)."""
+        if isinstance(self.loop, PacedLoop):
+            self.loop.hush(seconds)
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """Close the host (live runs stop with their state saved) and end the thread."""
