@@ -114,6 +114,21 @@ class Terminal:
             subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, env=self.env)
 
 
+BY_SCREEN: dict[str, list[float]] = {}
+
+
+def strategies_cursor(term: Terminal, timeout: float = 30.0) -> str:
+    """The background escape of the Strategies table's cursor row (its first row, sma_cross),
+    read once the screen shows the row and has settled (focus is drawn a frame later)."""
+    term.wait_for(lambda s: MARKS["4"] in s and " sma_cross " in s, timeout)
+    time.sleep(0.5)
+    first = next((line for line in term.screen().splitlines() if " sma_cross " in line), "")
+    match = re.search(r"48;5;(\d+)m[^\x1b]* sma_cross ", first) or re.search(r"(48;[0-9;]+)m[^\x1b]* sma_cross ", first)
+    if not match:
+        raise SystemExit(f"console_keys.py: the Strategies screen showed no cursor on sma_cross within {timeout:.0f} s")
+    return f"48;5;{match.group(1)}m" if match.group(1).isdigit() else match.group(1) + "m"
+
+
 def cursor_row(screen: str, cursor_style: str) -> int | None:
     """The line of the Strategies table that carries the cursor's background."""
     for i, line in enumerate(screen.splitlines()[2:], 2):
@@ -125,7 +140,9 @@ def cursor_row(screen: str, cursor_style: str) -> int | None:
 def measure_round(term: Terminal, marks: dict[str, str], cursor_style: str, results: dict[str, list[float]]) -> None:
     """Switches 4 -> 1 -> 2 -> 3 -> 4 and two table moves on the Strategies table."""
     for key in "1234":
-        results["screen switch"].append(term.key(key, lambda s, k=key: marks[k] in s))
+        took = term.key(key, lambda s, k=key: marks[k] in s)
+        results["screen switch"].append(took)
+        BY_SCREEN.setdefault(key, []).append(took)
     for key in ("Down", "Up"):
         start = cursor_row(term.screen(), cursor_style)
         if start is None:
@@ -181,10 +198,7 @@ def main() -> int:
             term.send(key)
             time.sleep(0.5)
         term.send("4")
-        time.sleep(0.5)
-        first = next(line for line in term.screen().splitlines() if " sma_cross " in line)
-        match = re.search(r"48;5;(\d+)m[^\x1b]* sma_cross ", first) or re.search(r"(48;[0-9;]+)m", first)
-        cursor_style = f"48;5;{match.group(1)}m" if match and match.group(1).isdigit() else match.group(1)
+        cursor_style = strategies_cursor(term)
         idle: dict[str, list[float]] = {"screen switch": [], "table move": []}
         for _ in range(rounds):
             measure_round(term, MARKS, cursor_style, idle)
@@ -225,6 +239,8 @@ def main() -> int:
         term.close()
         shutil.rmtree(home, ignore_errors=True)
     print("\n".join(out))
+    if os.environ.get("BY_SCREEN"):
+        print(summary("by screen", {f"to {k}": v for k, v in BY_SCREEN.items()}))
     return 0
 
 

@@ -27,6 +27,7 @@ class ModeBar(Static):
     def __init__(self, mode: str) -> None:
         super().__init__(classes="mode-bar")
         self.mode = mode
+        self._shown: Text | None = None
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, lambda _: self.redraw())
@@ -47,4 +48,6 @@ class ModeBar(Static):
         running = len(self.app.bridge.running())
         if running:
             text.append(f"  {running} live", style=colors["success"])
-        self.update(text)
+        if text != self._shown:      # most engine updates change nothing here: no repaint then
+            self._shown = text
+            self.update(text, layout=False)      # one line, as wide as the screen whatever it says

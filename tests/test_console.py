@@ -96,6 +96,34 @@ async def test_live_panes_at_80x24_all_visible(seeded_store, tmp_path):
         assert "+1.60% 1W/0L" in pnl and "open 2" in pnl and "err 1" in pnl and "rej 1" in pnl
 
 
+async def test_a_burst_of_milestones_while_away_shows_its_newest_lines_and_counts_the_rest(seeded_store, tmp_path):
+    """Back on Live after a fast replay: the newest FEED_BURST lines of a feed are drawn and one
+    line says how many earlier ones were not (drawing hundreds would hold the key's screen back)."""
+    from engine.service.messages import EventBatch, Milestone
+
+    from console.screens.live import FEED_BURST
+    from .console_helpers import T0, _signal
+
+    app = await make_app_async(seeded_store, tmp_path / "state")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("4")
+        signal = _signal("b1", "BTCUSDT", "sma_cross", "long", 22000.0, 22440.0, 21780.0, T0, T0)
+        burst = 150
+        app.bridge.apply(EventBatch(events=[
+            Milestone("profit", bk.PartialEvent(symbol="BTCUSDT", strategy_name="sma_cross", signal=signal,
+                                                level=10, percent=float(i), current_price=22000.0 + i,
+                                                backtest=False, timestamp=T0 + i * 60_000))
+            for i in range(burst)]))
+        await pilot.pause(0.2)
+        await pilot.press("1")
+        await pilot.pause(0.2)
+        lines = [line.text.strip() for line in app.screen.query_one("#feed-milestones", RichLog).lines]
+        assert lines[0] == f"... {burst - FEED_BURST} earlier lines not shown"
+        assert len(lines) == FEED_BURST + 1
+        # The newest, in order: minutes 110 to 149 after T0 (00:00 UTC).
+        assert lines[1].startswith("01:50 ") and lines[-1].startswith("02:29 ")
+
+
 async def test_narrow_terminals_drop_columns_in_order_never_the_pnl(seeded_store, tmp_path):
     app = await make_app_async(seeded_store, tmp_path / "state")
     async with app.run_test(size=(120, 30)) as pilot:

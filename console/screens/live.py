@@ -32,6 +32,7 @@ FEEDS = ("milestones", "risk", "log")
 EMPTY_HINT = "no open signals: press 4 for Strategies, then enter to start one on a replay"
 SPEED_STEP = 2.0            # + and - double or halve a replay's speed
 KEY_SEP = "\x1f"
+FEED_BURST = 40            # feed lines written in one redraw at most (more are counted, not drawn)
 
 
 def run_key(symbol: str, strategy: str) -> str:
@@ -206,10 +207,14 @@ class LiveScreen(BtkScreen):
                   "risk": colors["warning"], "info": ""}
         glyphs = self.app.config.glyphs
         marks = {"profit": glyphs.up + " ", "loss": glyphs.down + " "}
+        unseen = [line for line in feed if line.seq > self._written[name]]
+        if len(unseen) > FEED_BURST:
+            # Back on the screen after a fast stretch: the newest lines, and a word for the rest
+            # (writing all of them would hold this key's screen back for tens of milliseconds).
+            log.write(Text(f"... {len(unseen) - FEED_BURST} earlier lines not shown", style=colors["muted"]))
+            unseen = unseen[-FEED_BURST:]
         line: FeedLine
-        for line in feed:
-            if line.seq <= self._written[name]:
-                continue
+        for line in unseen:
             text = Text(fmt.hhmm(line.timestamp) + " " if line.timestamp else "", style=colors["muted"])
             text.append(marks.get(line.kind, ""), style=styles.get(line.kind, ""))
             text.append(line.text, style=styles.get(line.kind, ""))
@@ -226,7 +231,7 @@ class LiveScreen(BtkScreen):
         line.append_text(fmt.signed(board.unrealised, colors))
         line.append(f"{sep}sched {len(board.scheduled)}{sep}rej {s.rejections}{sep}err ")
         line.append(str(s.errors), style=colors["error"] if s.errors else "")
-        self.query_one("#live-pnl", Static).update(line)
+        self.query_one("#live-pnl", Static).update(line, layout=False)    # one line: its size never changes
 
     # -- actions ----------------------------------------------------------------------------------
     def action_next_view(self) -> None:
