@@ -12,7 +12,7 @@ moving) and a screen switch (1 to 4, seen as the new screen's own text). Scenari
 replays at speed 0 (sma_cross and channel_breakout on BTCUSDT); the same with backtests running
 (``r`` on the Backtest screen before each round). Each screen is visited once before measuring.
 Keys and captures go through one tmux control-mode client, so measuring costs the machine little.
-Prints p50 / p95 / max per action and scenario.
+Prints p50 / p95 / max per action and scenario (``--by-screen``: the switches by where they go).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 BTK = Path(sys.executable).with_name("btk")
+SCREENS = {"1": "Live", "2": "Backtest", "3": "Walker", "4": "Strategies"}
 MARKS = {"1": "╭─ signals", "2": "equity", "3": "leaderboard", "4": "╭─ strategies"}   # each screen's own text
 
 
@@ -46,33 +47,40 @@ class Terminal:
         self.control = subprocess.Popen(["tmux", "-L", self.socket, "-C", "attach-session", "-t", "b",
                                          "-f", "no-output,ignore-size"], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, text=True, env=self.env, bufsize=1)
-        # The client says something of its own as it attaches: read up to the answer of a marker.
-        reply = self.command("display-message -p btk-bench-sync")
-        while reply != ["btk-bench-sync"]:
-            reply = self._block()
+        self._sent = 0
 
     def command(self, line: str) -> list[str]:
-        """Run a tmux command through the control client; its output lines."""
+        """Run a tmux command through the control client; its output lines. A numbered marker
+        follows each command: the reply is the last block of ours before the marker's, so an
+        answer is never taken for another's (tmux's own blocks, such as the attach's, come
+        whenever they come)."""
         assert self.control.stdin is not None
-        self.control.stdin.write(line + "\n")
+        self._sent += 1
+        marker = f"btk-bench-{self._sent}"
+        self.control.stdin.write(f"{line}\ndisplay-message -p {marker}\n")
         self.control.stdin.flush()
-        return self._block()
+        reply: list[str] = []
+        while True:
+            block = self._block()
+            if block == [marker]:
+                return reply
+            reply = block
 
     def _block(self) -> list[str]:
-        """The next reply block of the control client."""
+        """The next reply block to a command of this client (tmux's own blocks are skipped)."""
         assert self.control.stdout is not None
         out: list[str] = []
-        inside = False
+        ours = False
         for raw in self.control.stdout:
             text = raw.rstrip("\n")
             if text.startswith("%begin"):
-                inside, out = True, []
+                ours, out = text.split()[-1] == "1", []
             elif text.startswith("%end") or text.startswith("%error"):
-                if inside:
+                if ours:
                     return out
-            elif inside:
+            elif ours:
                 out.append(text)
-        return out
+        raise SystemExit("console_keys.py: the tmux control client ended (did btk exit?)")
 
     def screen(self) -> str:
         """The pane with its colours (the cursor row is told by its background)."""
@@ -114,9 +122,6 @@ class Terminal:
             subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, env=self.env)
 
 
-BY_SCREEN: dict[str, list[float]] = {}
-
-
 def strategies_cursor(term: Terminal, timeout: float = 30.0) -> str:
     """The background escape of the Strategies table's cursor row (its first row, sma_cross),
     read once the screen shows the row and has settled (focus is drawn a frame later)."""
@@ -125,7 +130,8 @@ def strategies_cursor(term: Terminal, timeout: float = 30.0) -> str:
     first = next((line for line in term.screen().splitlines() if " sma_cross " in line), "")
     match = re.search(r"48;5;(\d+)m[^\x1b]* sma_cross ", first) or re.search(r"(48;[0-9;]+)m[^\x1b]* sma_cross ", first)
     if not match:
-        raise SystemExit(f"console_keys.py: the Strategies screen showed no cursor on sma_cross within {timeout:.0f} s")
+        raise SystemExit(f"console_keys.py: the Strategies screen showed no cursor on sma_cross within {timeout:.0f} s:"
+                         f"\n{term.text()}")
     return f"48;5;{match.group(1)}m" if match.group(1).isdigit() else match.group(1) + "m"
 
 
@@ -137,12 +143,13 @@ def cursor_row(screen: str, cursor_style: str) -> int | None:
     return None
 
 
-def measure_round(term: Terminal, marks: dict[str, str], cursor_style: str, results: dict[str, list[float]]) -> None:
+def measure_round(term: Terminal, marks: dict[str, str], cursor_style: str, results: dict[str, list[float]],
+                  by_screen: dict[str, list[float]]) -> None:
     """Switches 4 -> 1 -> 2 -> 3 -> 4 and two table moves on the Strategies table."""
     for key in "1234":
         took = term.key(key, lambda s, k=key: marks[k] in s)
         results["screen switch"].append(took)
-        BY_SCREEN.setdefault(key, []).append(took)
+        by_screen.setdefault(key, []).append(took)
     for key in ("Down", "Up"):
         start = cursor_row(term.screen(), cursor_style)
         if start is None:
@@ -176,6 +183,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=terminal_size, default=(100, 30),
                         help="terminal size, COLSxROWS (default 100x30)")
+    parser.add_argument("--by-screen", action="store_true", help="also the switches by the screen they go to")
     parser.add_argument("--keys", type=int, default=40, help="switches measured per scenario (default 40)")
     args = parser.parse_args()
     if shutil.which("tmux") is None:
@@ -188,6 +196,7 @@ def main() -> int:
     rounds = max(1, args.keys // 4)
     home = Path(tempfile.mkdtemp(prefix="btk-bench-"))
     term = Terminal(home, (cols, rows))
+    by_screen: dict[str, list[float]] = {}
     out = [f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
            f"{subprocess.run(['tmux', '-V'], capture_output=True, text=True).stdout.strip()}, {cols}x{rows}",
            "", "| scenario | action | keys | p50 ms | p95 ms | max ms | not seen in 5 s |",
@@ -201,7 +210,7 @@ def main() -> int:
         cursor_style = strategies_cursor(term)
         idle: dict[str, list[float]] = {"screen switch": [], "table move": []}
         for _ in range(rounds):
-            measure_round(term, MARKS, cursor_style, idle)
+            measure_round(term, MARKS, cursor_style, idle, by_screen)
         out += summary("idle", idle)
 
         # Two replays at speed 0: sma_cross (first row) and channel_breakout (third row) on BTCUSDT.
@@ -220,7 +229,7 @@ def main() -> int:
         term.wait_for(lambda s: "2 live" in s, 30)
         replays: dict[str, list[float]] = {"screen switch": [], "table move": []}
         for _ in range(rounds):
-            measure_round(term, MARKS, cursor_style, replays)
+            measure_round(term, MARKS, cursor_style, replays, by_screen)
         out += summary("two replays at speed 0", replays)
 
         loaded: dict[str, list[float]] = {"screen switch": [], "table move": []}
@@ -229,7 +238,7 @@ def main() -> int:
             time.sleep(0.05)
             term.send("r")                       # a backtest of the month (about 0.5 s): keys meet it
             time.sleep(0.02)
-            measure_round(term, MARKS, cursor_style, loaded)
+            measure_round(term, MARKS, cursor_style, loaded, by_screen)
         out += summary("two replays and a backtest", loaded)
     finally:
         term.send("q")
@@ -239,8 +248,8 @@ def main() -> int:
         term.close()
         shutil.rmtree(home, ignore_errors=True)
     print("\n".join(out))
-    if os.environ.get("BY_SCREEN"):
-        print(summary("by screen", {f"to {k}": v for k, v in BY_SCREEN.items()}))
+    if args.by_screen:
+        print("\n".join(summary("all three", {f"switch to {k} ({SCREENS[k]})": by_screen[k] for k in sorted(by_screen)})))
     return 0
 
 

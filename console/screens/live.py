@@ -32,7 +32,7 @@ FEEDS = ("milestones", "risk", "log")
 EMPTY_HINT = "no open signals: press 4 for Strategies, then enter to start one on a replay"
 SPEED_STEP = 2.0            # + and - double or halve a replay's speed
 KEY_SEP = "\x1f"
-FEED_BURST = 40            # feed lines written in one redraw at most (more are counted, not drawn)
+FEED_BURST = 12            # feed lines written in one redraw at most, or a pane-full (more are counted)
 
 
 def run_key(symbol: str, strategy: str) -> str:
@@ -208,11 +208,12 @@ class LiveScreen(BtkScreen):
         glyphs = self.app.config.glyphs
         marks = {"profit": glyphs.up + " ", "loss": glyphs.down + " "}
         unseen = [line for line in feed if line.seq > self._written[name]]
-        if len(unseen) > FEED_BURST:
-            # Back on the screen after a fast stretch: the newest lines, and a word for the rest
-            # (writing all of them would hold this key's screen back for tens of milliseconds).
-            log.write(Text(f"... {len(unseen) - FEED_BURST} earlier lines not shown", style=colors["muted"]))
-            unseen = unseen[-FEED_BURST:]
+        burst = max(FEED_BURST, log.size.height)
+        if len(unseen) > burst:
+            # Back on the screen after a fast stretch: the newest pane-full, and a word for the
+            # rest (writing them all would hold this key's screen back for tens of milliseconds).
+            log.write(Text(f"... {len(unseen) - burst} earlier lines not shown", style=colors["muted"]))
+            unseen = unseen[-burst:]
         line: FeedLine
         for line in unseen:
             text = Text(fmt.hhmm(line.timestamp) + " " if line.timestamp else "", style=colors["muted"])
