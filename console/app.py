@@ -111,6 +111,10 @@ class BtkApp(App):
             self.engine.hush(KEY_HUSH_S)     # the screen this key asks for is drawn before the engine goes on
         await super().on_event(event)
 
+    def switch_mode(self, mode: str) -> Any:
+        self.bridge.hold()        # the new screen draws itself first; the engine's redraws wait their turn
+        return super().switch_mode(mode)
+
     def delay_update(self, delay: float = 0.05) -> None:
         # Textual holds every screen switch back 50 ms to mask the first layout of a new screen;
         # a trader switching screens is kept waiting by it on every key. A millisecond is enough

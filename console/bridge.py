@@ -25,6 +25,10 @@ from engine.service.messages import ErrorNote, EventBatch, Milestone, Note, RunS
 from .board import LiveBoard
 
 REFRESH_HZ = 10
+# After a screen switch the new screen is drawn first: redraws wait this long, but while switches
+# keep coming one still goes out at least this often.
+KEY_HOLD_S = 0.15
+HELD_INTERVAL_S = 0.3
 
 
 @dataclass
@@ -90,6 +94,7 @@ class EngineBridge:
         self.runs_version = 0          # bumped when the runs or the saved runs change
         self._handle: Any = None      # the pending flush (anything with cancel())
         self._last_flush = float("-inf")
+        self._held_until = float("-inf")
         self._backtest_dirty = self._walker_dirty = self._runs_dirty = False
         self._board_seen = 0
 
@@ -166,10 +171,28 @@ class EngineBridge:
         return [r for r in self.runs.values() if r.state != "ended"]
 
     # -- coalescing ---------------------------------------------------------------------------
+    def hold(self, seconds: float = KEY_HOLD_S) -> None:
+        """A screen is switched to: updates wait ``seconds`` so it is drawn before any redraw of
+        theirs (the models keep taking batches; the screen coming up draws from them)."""
+        self._held_until = self.clock() + seconds
+        if self._handle is not None:       # an update due sooner waits too
+            self._handle.cancel()
+            self._schedule(self._wait())
+
+    def _wait(self) -> float:
+        """Seconds until the next update may go out."""
+        now = self.clock()
+        due = self._last_flush + self.interval
+        if now < self._held_until:
+            due = max(due, min(self._held_until, self._last_flush + HELD_INTERVAL_S))
+        return max(0.0, due - now)
+
     def _changed(self) -> None:
         if self._handle is not None:
             return
-        delay = max(0.0, self._last_flush + self.interval - self.clock())
+        self._schedule(self._wait())
+
+    def _schedule(self, delay: float) -> None:
         call_later = self.call_later
         if call_later is None:
             try:

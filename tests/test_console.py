@@ -356,6 +356,37 @@ def test_bridge_coalesces_a_burst_into_one_update():
     assert len(posted) == 2 and timers.pending == []      # nothing changed: nothing posted, nothing scheduled
 
 
+def test_bridge_holds_updates_back_while_a_screen_comes_up_but_never_for_long():
+    from console.bridge import HELD_INTERVAL_S, KEY_HOLD_S
+
+    posted = []
+    timers = FakeTimers()
+    bridge = EngineBridge(posted.append, refresh_hz=10, clock=lambda: timers.now, call_later=timers.call_later)
+    bridge.note("first")
+    timers.advance(0.0)
+    assert len(posted) == 1                               # t = 0: the last update
+    timers.advance(0.05)
+    bridge.note("during the switch")                      # due at 0.1 ...
+    bridge.hold()                                         # ... but a screen switch at 0.05 holds it to 0.2
+    timers.advance(0.06)
+    assert len(posted) == 1
+    timers.advance(0.05 + KEY_HOLD_S - 0.11 - 0.001)
+    assert len(posted) == 1
+    timers.advance(0.002)
+    assert len(posted) == 2 and timers.now == pytest.approx(0.05 + KEY_HOLD_S + 0.001)
+    # Switch after switch: updates slow down but one goes out every HELD_INTERVAL_S at least.
+    last = timers.now
+    times = []
+    for _ in range(40):
+        bridge.hold()
+        bridge.note("tick")
+        timers.advance(0.05)
+        if len(posted) > 2 + len(times):
+            times.append(timers.now)
+    gaps = [b - a for a, b in zip([last] + times, times)]
+    assert times and max(gaps) <= HELD_INTERVAL_S + 0.05 + 1e-9 and min(gaps) >= HELD_INTERVAL_S - 1e-9
+
+
 def test_console_refuses_a_missing_strategies_file(tmp_path, capsys):
     assert main(["--store", str(tmp_path / "s.sqlite3"), "--strategies", str(tmp_path / "nope.py")]) == 2
     assert "no such file" in capsys.readouterr().err
