@@ -68,7 +68,8 @@ async def test_a_replay_pauses_resumes_changes_speed_ends_and_resets(short_store
         key = (SHORT[1], "sma_cross")
         bridge = app.bridge
         await wait_for(pilot, lambda: bridge.runs[key].market_time is not None, "the replay's first tick")
-        assert run_row(app, "sma_cross", SHORT[1])[4] == "3000x"
+        # the row follows the model on the next coalesced redraw (held a moment after a screen switch)
+        await wait_for(pilot, lambda: (run_row(app, "sma_cross", SHORT[1]) or [""] * 5)[4] == "3000x", "its speed shown")
         await pilot.press("p")
         await wait_for(pilot, lambda: bridge.runs[key].state == "paused", "the pause")
         paused_at = bridge.runs[key].market_time

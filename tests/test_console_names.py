@@ -57,7 +57,9 @@ async def test_sweep_names_from_the_strategies_screen(seeded_store, tmp_path, ke
 
 async def test_hostile_names_on_every_screen(seeded_store, tmp_path):
     register_hostile()
-    app = await make_app_async(seeded_store, tmp_path / "state", speed=0.0)
+    # 30,000x: the hostile replay lasts over a minute, so it still runs when it is stopped below
+    # (flat out, a faster engine replayed the whole month before the stop key came)
+    app = await make_app_async(seeded_store, tmp_path / "state", speed=30000.0)
     async with app.run_test(size=(120, 40)) as pilot:
         # Strategies: every name and note as written.
         await pilot.press("4")
