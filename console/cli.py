@@ -19,7 +19,7 @@ import msgspec
 import engine as bk
 from engine.interval import interval_ms, iso, to_ms
 from engine.log import describe_error
-from engine.store import CandleFileError, StoreError, connect, delete_candles, default_store_path, import_candles, read_candle_file, summaries
+from engine.persistence.candles import CandleFileError, StoreError, connect, delete_candles, default_store_path, import_candles, read_candle_file, summaries
 
 from engine.exchange.bundled import BUNDLED, ensure_seeded
 from engine.exchange.markets import MarketError, reserved_exchange_name, stored_frame
@@ -317,7 +317,7 @@ async def _backtest(args: argparse.Namespace, store: Path) -> int:
     assert run is not None
     stats = bk.backtest_statistics(closed)
     if args.report:
-        from engine.persist import atomic_write
+        from engine.persistence.state import atomic_write
         report = await bk.Backtest.get_report(args.symbol, strategy_name=args.strategy)
         atomic_write(args.report, report.encode())
     if run["warmup"] is not None:

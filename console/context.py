@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from engine.store import default_home
+from engine.persistence.candles import default_home
 
 from .glyphs import UNICODE, Glyphs
 

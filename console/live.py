@@ -20,7 +20,7 @@ from engine.config import get_config
 from engine.interval import MINUTE_MS, iso, to_ms
 from engine.exchange.markets import market_problem, registered_or_ccxt, stored_series
 from engine.runners.live import ResumeConflict
-from engine.store import DEFAULT_WARMUP_MINUTES, default_home
+from engine.persistence.candles import DEFAULT_WARMUP_MINUTES, default_home
 
 from .usage import UsageError, parse_time
 

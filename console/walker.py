@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 import engine as bk
-from engine.persist import atomic_write
+from engine.persistence.state import atomic_write
 from engine.runners.walker import OVERALL, walker_report
 
 from .progress import ProgressBar

@@ -13,7 +13,7 @@ from engine.exchange.bundled import BUNDLED, StoreExchange, ensure_seeded
 from engine.exchange.replay import REPLAY
 from engine.interval import MINUTE_MS
 from engine.log import get_logger
-from engine.store import DEFAULT_WARMUP_MINUTES, connect, default_store_path, exchanges_in, summaries
+from engine.persistence.candles import DEFAULT_WARMUP_MINUTES, connect, default_store_path, exchanges_in, summaries
 from strategies import sma_cross
 
 

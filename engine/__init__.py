@@ -21,7 +21,7 @@ from .exchange.errors import CandleDataError, CandlesUnavailable, ExchangeError,
 from .exchange.replay import ReplayExchange, add_replay_exchange
 from .functions import format_price, format_quantity, get_average_price, get_candles
 from .log import set_logger
-from .persist import (CorruptStateError, FilePersistence, MemoryPersistence, PersistenceAdapter, PersistError,
+from .persistence.state import (CorruptStateError, FilePersistence, MemoryPersistence, PersistenceAdapter, PersistError,
                       StateDirBusy, set_persistence)
 from .pnl import to_profit_loss
 from .report import OrderCounts
@@ -48,5 +48,5 @@ from .types import (
 
 __all__ = [name for name in dir() if not name.startswith("_") and name not in {
     "config", "context", "events", "exchange", "functions", "log", "pnl", "registry", "risk", "runners",
-    "signal", "sizing", "stats", "types", "feed", "interval", "fastpath", "partial", "persist", "report",
-    "strategy", "history", "analytics", "cells", "cellcache", "executors", "sweep", "vectorised", "windows"}]
+    "signal", "sizing", "stats", "types", "feed", "interval", "fastpath", "partial", "persistence", "report",
+    "strategy", "analytics", "cells", "cellcache", "executors", "sweep", "vectorised", "windows"}]

@@ -17,7 +17,7 @@ import msgspec
 
 from .cells import CellResult
 from .log import get_logger
-from .store import default_home
+from .persistence.candles import default_home
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cells (

@@ -523,7 +523,7 @@ class ClientStrategy:
         if self.risks:
             self.release_risk()
         self.pending = None
-        # The close is recorded before the open signal is cleared (see engine/history.py).
+        # The close is recorded before the open signal is cleared (see engine/persistence/history.py).
         if self.persistence is not None:
             await self._save(("closed", result), ("signal", None), ("risk", None),
                              *([("partial", None)] if cleared else []))

@@ -16,7 +16,7 @@ import signal
 import sys
 
 import engine as bk
-import engine.persist as persist
+import engine.persistence.state as persist
 from strategies import mean_reversion, sma_cross
 
 

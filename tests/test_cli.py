@@ -11,7 +11,7 @@ import pytest
 
 import engine as bk
 from engine.exchange.bundled import StoreExchange
-from engine.store import connect, read_candle_file, summaries
+from engine.persistence.candles import connect, read_candle_file, summaries
 from tests.helpers import T0_MS
 
 
@@ -120,7 +120,7 @@ def test_candle_file_errors_name_the_rule(tmp_path, content, message):
 async def test_store_exchange_fills_gaps_and_aggregates(tmp_path):
     store = tmp_path / "s.sqlite3"
     rows = [(T0_MS + i * 60_000, 10 + i, 11 + i, 9 + i, 10.5 + i, 1) for i in range(30) if i not in (7, 8)]
-    from engine.store import import_candles
+    from engine.persistence.candles import import_candles
     db = await connect(store)
     try:
         await import_candles(db, "x", "AAA", "1m", bk.Candles.from_candles([bk.Candle(*r) for r in rows]))
@@ -203,7 +203,7 @@ def test_data_import_refuses_reserved_names_and_ccxt_ids(tmp_path, exchange, mes
 async def test_candles_stored_as_replay_before_the_refusal_do_not_break_live(tmp_path):
     """A store made before the refusal holds an exchange 'replay': the workspace leaves it alone, so
     `btk live` keeps its replay, and `btk data delete` removes it."""
-    from engine.store import import_candles
+    from engine.persistence.candles import import_candles
     from engine.exchange.bundled import ensure_seeded
     await ensure_seeded(tmp_path / "btk.sqlite3")
     db = await connect(tmp_path / "btk.sqlite3")

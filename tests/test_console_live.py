@@ -17,7 +17,7 @@ from console.screens.live import LiveScreen
 from console.screens.position import PositionScreen
 from engine.exchange.bundled import StoreExchange, ensure_seeded
 from engine.interval import MINUTE_MS
-from engine.store import connect, import_candles
+from engine.persistence.candles import connect, import_candles
 
 from .console_helpers import make_app_async, wait_for
 from .test_console import rendered, table_rows

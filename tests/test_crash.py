@@ -26,7 +26,7 @@ import pytest
 
 import engine as bk
 from engine.exchange.bundled import ensure_seeded
-from engine.history import SignalHistory
+from engine.persistence.history import SignalHistory
 from engine.interval import MINUTE_MS
 from engine.partial import PartialState
 from engine.risk import RiskPosition

@@ -8,7 +8,7 @@ import pytest
 UI_MODULES = ("textual", "rich", "plotext", "textual_plotext")
 
 
-@pytest.mark.parametrize("module", ["engine", "engine.runners.backtest", "engine.store", "strategies"])
+@pytest.mark.parametrize("module", ["engine", "engine.runners.backtest", "engine.persistence.candles", "strategies"])
 def test_import_loads_no_ui_module(module):
     code = (f"import sys, {module}; "
             f"print(','.join(m for m in {UI_MODULES!r} if m in sys.modules))")

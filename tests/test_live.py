@@ -11,7 +11,7 @@ import sys
 import pytest
 
 import engine as bk
-import engine.persist as persist
+import engine.persistence.state as persist
 import strategies
 from engine.exchange.bundled import StoreExchange, ensure_seeded
 from engine.exchange.vwap import vwap

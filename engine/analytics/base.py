@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from ..persist import atomic_write, safe_name
+from ..persistence.state import atomic_write, safe_name
 
 MAX_EVENTS = 250
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..interval import MINUTE_MS, interval_ms, iso, to_ms
-from ..store import connect, get_meta, import_candles, last_before, read_candle_file, read_range, series_summary, set_meta
+from ..persistence.candles import connect, get_meta, import_candles, last_before, read_candle_file, read_range, series_summary, set_meta
 from ..types import Candles
 from .errors import CandlesUnavailable
 

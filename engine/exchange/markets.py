@@ -12,7 +12,7 @@ from pathlib import Path
 from .. import registry
 from ..config import get_config
 from ..interval import MINUTE_MS, iso
-from ..store import DEFAULT_WARMUP_MINUTES, SeriesSummary, connect, series_summary, summaries
+from ..persistence.candles import DEFAULT_WARMUP_MINUTES, SeriesSummary, connect, series_summary, summaries
 from .bundled import StoreExchange
 from .replay import REPLAY
 

@@ -20,7 +20,7 @@ import engine.registry as registry
 
 from ..context import Clock
 from ..interval import MINUTE_MS, interval_ms, iso, to_ms
-from ..store import DEFAULT_WARMUP_MINUTES, connect, default_store_path, series_summary
+from ..persistence.candles import DEFAULT_WARMUP_MINUTES, connect, default_store_path, series_summary
 from ..types import Candles
 from .bundled import BUNDLED, StoreExchange, aggregate, ensure_seeded
 from .errors import CandlesUnavailable

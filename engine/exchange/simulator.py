@@ -25,7 +25,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ..interval import INTERVAL_MINUTES, interval_ms
-from ..store import connect, default_store_path, summaries
+from ..persistence.candles import connect, default_store_path, summaries
 from .bundled import BUNDLED, StoreExchange, ensure_seeded
 from .errors import CandlesUnavailable
 

@@ -5,8 +5,8 @@ replay exchange's accelerated one). After a tick that closes or cancels a
 signal the same minute is ticked again, so a new signal can be taken at once,
 as a backtest's next frame does: live and backtest give the same trades.
 
-State goes through a ``StateStore`` before each event (``engine/persist.py``),
-closed signals into the state dir's history (``engine/history.py``). Before
+State goes through a ``StateStore`` before each event (``engine/persistence/state.py``),
+closed signals into the state dir's history (``engine/persistence/history.py``). Before
 the first state change of a tick the loop saves its cursor (that tick's
 time); a restarted run resumes at the cursor and ticks that minute again,
 which is safe: every step of a tick is idempotent once its state is saved.
@@ -30,11 +30,11 @@ from ..context import WallClock
 from ..events import bus, emit_performance
 from ..exchange.client import ExchangeClient
 from ..feed import ExchangeFeed
-from ..history import SignalHistory, history_for
+from ..persistence.history import SignalHistory, history_for
 from ..interval import iso
 from ..log import get_logger
 from ..partial import PartialState, PartialTracker
-from ..persist import FilePersistence, StateStore, persistence_for, safe_name
+from ..persistence.state import FilePersistence, StateStore, persistence_for, safe_name
 from ..registry import get_exchange, get_strategy, raise_problems, reference_problems
 from ..risk import RiskPosition
 from ..stats import BacktestStatistics, backtest_statistics

@@ -20,9 +20,9 @@ import aiosqlite
 import msgspec
 import numpy as np
 
-from .interval import iso
-from .interval import interval_ms as step_of
-from .types import Candles
+from ..interval import iso
+from ..interval import interval_ms as step_of
+from ..types import Candles
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS candles (

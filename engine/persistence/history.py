@@ -13,7 +13,7 @@ import asyncio
 import aiosqlite
 import msgspec
 
-from .types import TickClosed
+from ..types import TickClosed
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS closed_signals (

@@ -29,7 +29,7 @@ from typing import Any, Protocol, TypeVar
 
 import msgspec
 
-from .log import get_logger
+from ..log import get_logger
 
 TEMP_SUFFIX = ".btk-tmp"
 LOCK_NAME = ".btk.lock"
