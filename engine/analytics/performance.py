@@ -5,6 +5,11 @@ Metrics: ``backtest_total`` and ``backtest_load_candles`` once per backtest,
 ``backtest_signal`` per signal the fast path resolves, ``live_tick`` per live tick and
 ``get_signal`` per call in live mode. A backtest does not time every frame: at a few
 microseconds a frame the timing would cost more than the work it measures.
+
+Memory is bounded: per metric and run, the count, total, mean, min, max and standard deviation
+cover every sample (kept as running sums), and the percentiles the newest ``RECENT_SAMPLES``
+(a live run that ticks every minute for a year keeps the same few hundred kilobytes as one
+that ran for a week).
 """
 
 from __future__ import annotations
@@ -38,19 +43,51 @@ class PerformanceStatistics(msgspec.Struct, frozen=True):
     total_ms: float
 
 
-_recorder: Recorder[dict[str, array]] = Recorder(dict)
+RECENT_SAMPLES = 10_000
 
 
-def _samples(symbol: str, strategy_name: str, backtest: bool, metric: str) -> array:
+class Samples:
+    """One metric's timings: every sample in running moments, the newest in a ring for percentiles."""
+
+    __slots__ = ("count", "total", "mean", "m2", "low", "high", "recent", "_next")
+
+    def __init__(self) -> None:
+        self.count, self.total, self.mean, self.m2 = 0, 0.0, 0.0, 0.0
+        self.low, self.high = math.inf, -math.inf
+        self.recent = array("d")
+        self._next = 0          # where the ring writes next once full
+
+    def add(self, x: float) -> None:
+        self.count += 1
+        self.total += x
+        delta = x - self.mean          # Welford: a sample variance without keeping the samples
+        self.mean += delta / self.count
+        self.m2 += delta * (x - self.mean)
+        self.low, self.high = min(self.low, x), max(self.high, x)
+        if len(self.recent) < RECENT_SAMPLES:
+            self.recent.append(x)
+        else:
+            self.recent[self._next] = x
+            self._next = (self._next + 1) % RECENT_SAMPLES
+
+    def extend(self, xs: list[float]) -> None:
+        for x in xs:
+            self.add(x)
+
+
+_recorder: Recorder[dict[str, Samples]] = Recorder(dict)
+
+
+def _samples(symbol: str, strategy_name: str, backtest: bool, metric: str) -> Samples:
     durations = _recorder.get(symbol, strategy_name, backtest)
     samples = durations.get(metric)
     if samples is None:
-        samples = durations[metric] = array("d")
+        samples = durations[metric] = Samples()
     return samples
 
 
 def _record(e: PerformanceEvent) -> None:
-    _samples(e.symbol, e.strategy_name, e.backtest, e.metric).append(e.duration_ms)
+    _samples(e.symbol, e.strategy_name, e.backtest, e.metric).add(e.duration_ms)
 
 
 def _record_batch(t: Timings) -> None:
@@ -70,22 +107,26 @@ def percentile(ordered: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
-def metric_statistics(metric: str, samples: list[float]) -> MetricStatistics:
-    ordered = sorted(samples)
-    n = len(ordered)
-    total = math.fsum(ordered)
+def metric_statistics(metric: str, groups: list[Samples]) -> MetricStatistics:
+    """One metric over several runs' samples: moments pooled exactly (Chan et al.), percentiles
+    over the newest samples each run keeps."""
+    n = sum(g.count for g in groups)
+    total = math.fsum(g.total for g in groups)
     avg = total / n
-    std = math.sqrt(math.fsum((x - avg) ** 2 for x in ordered) / (n - 1)) if n >= 2 else None
-    return MetricStatistics(metric, n, total, avg, ordered[0], ordered[-1], std, percentile(ordered, 0.5),
-                            percentile(ordered, 0.95), percentile(ordered, 0.99))
+    m2 = math.fsum(g.m2 + g.count * (g.mean - avg) ** 2 for g in groups)
+    std = math.sqrt(m2 / (n - 1)) if n >= 2 else None
+    ordered = sorted(x for g in groups for x in g.recent)
+    return MetricStatistics(metric, n, total, avg, min(g.low for g in groups), max(g.high for g in groups), std,
+                            percentile(ordered, 0.5), percentile(ordered, 0.95), percentile(ordered, 0.99))
 
 
-def performance_statistics(groups: list[dict[str, array]]) -> PerformanceStatistics:
-    merged: dict[str, list[float]] = {}
+def performance_statistics(groups: list[dict[str, Samples]]) -> PerformanceStatistics:
+    merged: dict[str, list[Samples]] = {}
     for durations in groups:
         for metric, samples in durations.items():
-            merged.setdefault(metric, []).extend(samples)
-    metrics = [metric_statistics(m, s) for m, s in merged.items() if s]
+            if samples.count:
+                merged.setdefault(metric, []).append(samples)
+    metrics = [metric_statistics(m, s) for m, s in merged.items()]
     metrics.sort(key=lambda m: (-m.total_ms, m.metric))
     return PerformanceStatistics(metrics={m.metric: m for m in metrics}, total_events=sum(m.count for m in metrics),
                                  total_ms=math.fsum(m.total_ms for m in metrics))
@@ -101,7 +142,7 @@ def performance_report(stats: PerformanceStatistics, where: str) -> str:
     return "\n".join(["# Performance", "", where, "",
                       f"Timed events: {stats.total_events}, {stats.total_ms:.1f} ms in all.", "", body, "",
                       "Std is the sample standard deviation (N/A below 2 samples); percentiles interpolate "
-                      "between ranks. Nested metrics (backtest_signal inside backtest_total) overlap, so shares "
+                      f"between ranks, over the newest {RECENT_SAMPLES:,} samples of each run. Nested metrics (backtest_signal inside backtest_total) overlap, so shares "
                       "can add up to more than 100 %.", ""])
 
 
