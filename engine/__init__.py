@@ -32,7 +32,7 @@ from .registry import (
 )
 from .risk import RiskCheckArgs, RiskPosition
 from .runners.backtest import Backtest
-from .runners.live import Live, ResumeConflict, SavedRun, StateConflict
+from .runners.live import Live, ResumeConflict, SavedRun, UnsavedStateError
 from .runners.walker import (Walker, WalkerCompleteEvent, WalkerDoneEvent, WalkerEvent, WalkerProgressEvent,
                              WalkerResults, WalkerRow)
 from .signal import SignalValidationError

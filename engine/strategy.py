@@ -46,7 +46,10 @@ class GetSignalTimeout(TimeoutError):
 
 
 class Persistence(Protocol):
-    async def save(self, strategy: ClientStrategy, changes: tuple[tuple[str, Any], ...]) -> None: ...
+    async def save(self, strategy: ClientStrategy, changes: tuple[tuple[str, Any], ...],
+                   events: tuple[Any, ...] = ()) -> None:
+        """Make ``changes`` durable with the ``events`` they cause, before those are emitted."""
+        ...
 
 
 # Returned for idle ticks nobody observes: building a TickIdle per frame costs time for nothing.
@@ -124,11 +127,12 @@ class ClientStrategy:
         self._signal_channel.emit(result)
         return result
 
-    async def _save(self, *changes: tuple[str, Any]) -> None:
-        """Persist state changes, in order (live only): ``("signal", row)``, ``("schedule", row)``,
-        ``("risk", None)``, ``("partial", None)``, ``("closed", TickClosed)``."""
+    async def _save(self, *changes: tuple[str, Any], events: tuple[Any, ...] = ()) -> None:
+        """Persist state changes as one (live only): ``("signal", row)``, ``("schedule", row)``,
+        ``("risk", None)``, ``("partial", None)``, ``("closed", TickClosed)``, with the events they
+        cause (saved with them, emitted after: a restart delivers them again if need be)."""
         if self.persistence is not None:
-            await self.persistence.save(self, changes)
+            await self.persistence.save(self, changes, events)
 
     async def _write(self, row: SignalRow | None) -> None:
         if self.callbacks.on_write is not None:
@@ -164,7 +168,15 @@ class ClientStrategy:
         previous_slot, self.last_slot = self.last_slot, slot
         # Live calls are timed (listen_performance); a backtest calls it up to every frame, where
         # timing each call would cost more than it tells.
-        dto = await (self._get_signal(when) if self.backtest else self._get_signal_timed(when))
+        if self.backtest:
+            dto = await self._get_signal(when)
+        else:
+            failed = self.failed_signal_calls
+            dto = await self._get_signal_timed(when)
+            if self.failed_signal_calls > failed:
+                # Live, a call that failed (an exchange fault in its candle read) leaves its slot open:
+                # the next minute asks again rather than waiting for the next slot.
+                self.last_slot = previous_slot
         if dto is None or self.stopped:
             return await self._idle(when, price)
         return await self._accept(dto, when, price, previous_slot)
@@ -360,29 +372,31 @@ class ClientStrategy:
             self.last_slot = previous_slot  # a rejected signal does not consume its slot
             return await self._idle(when, price)
         if scheduled:
+            result = TickScheduled(*self._base(price, when), signal=row)
             self.scheduled = row
-            await self._save(("schedule", row))
+            await self._save(("schedule", row), events=(result,))
             await self._write(row)
             await self._callback("on_schedule", self.symbol, row, price, self.backtest)
-            return await self._emit(TickScheduled(*self._base(price, when), signal=row))
+            return await self._emit(result)
         return await self._open(row, when, price)
 
     async def _open(self, row: SignalRow, when: int, price: float, activated: bool = False) -> TickOpened:
         for risk in self.risks:
             risk.confirm(row, **self._owner(), when=when)
         self.pending = row
-        if activated:  # the open signal is saved before the scheduled one is cleared: never neither
+        result = TickOpened(*self._base(price, when), signal=row)
+        if activated:  # the open signal and the cleared schedule are one change: never neither
             self.scheduled = None
             if self.persistence is not None:
-                await self._save(("signal", row), ("schedule", None), ("risk", None))
+                await self._save(("signal", row), ("schedule", None), ("risk", None), events=(result,))
         elif self.persistence is not None:
-            await self._save(("signal", row), ("risk", None))
+            await self._save(("signal", row), ("risk", None), events=(result,))
         # (each await below is skipped when it would do nothing: a backtest opens thousands)
         if self.callbacks.on_write is not None:
             await self._write(row)
         if self.callbacks.on_open is not None:
             await self._callback("on_open", self.symbol, row, price, self.backtest)
-        return await self._emit(TickOpened(*self._base(price, when), signal=row))  # type: ignore[return-value]
+        return await self._emit(result)  # type: ignore[return-value]
 
     async def _risk_rejects(self, row: SignalRow, price: float, when: int) -> bool:
         if not self.risks:
@@ -444,13 +458,13 @@ class ClientStrategy:
                                 activated=True)
 
     async def _cancel(self, s: SignalRow, reason: str, when: int, price: float) -> TickCancelled:
+        result = TickCancelled(*self._base(price, when), signal=s, reason=reason, close_timestamp=when)
         self.scheduled = None
         self.release_risk()
-        await self._save(("schedule", None))
+        await self._save(("schedule", None), events=(result,))
         await self._write(None)
         await self._callback("on_cancel", self.symbol, s, price, self.backtest)
-        return await self._emit(TickCancelled(*self._base(price, when), signal=s, reason=reason,  # type: ignore[return-value]
-                                              close_timestamp=when))
+        return await self._emit(result)  # type: ignore[return-value]
 
     # --- open ------------------------------------------------------------------------------
 
@@ -494,27 +508,45 @@ class ClientStrategy:
                                            percent_tp=percent_tp, percent_sl=percent_sl))
 
     async def _milestones(self, s: SignalRow, percent_tp: float, percent_sl: float, price: float, when: int) -> None:
-        if percent_tp > 0:
-            levels = self.partial.reach(s.id, "profit", percent_tp)
-            if levels:
-                await self._save(("partial", None))
-            for level in levels:
-                self._emit_partial("profit", s, level, percent_tp, price, when)
-            await self._callback("on_partial_profit", self.symbol, s, price, percent_tp, self.backtest)
-        elif percent_sl > 0:
-            levels = self.partial.reach(s.id, "loss", percent_sl)
-            if levels:
-                await self._save(("partial", None))
-            for level in levels:
-                self._emit_partial("loss", s, level, percent_sl, price, when)
-            await self._callback("on_partial_loss", self.symbol, s, price, percent_sl, self.backtest)
+        kind, percent = ("profit", percent_tp) if percent_tp > 0 else ("loss", percent_sl) if percent_sl > 0 else \
+            (None, 0.0)
+        if kind is None:
+            return
+        levels = self.partial.reach(s.id, kind, percent)
+        if levels:
+            events = tuple(self._partial_event(kind, s, level, percent, price, when) for level in levels)
+            await self._save(("partial", None), events=events)
+            channel = bus.partial_profit if kind == "profit" else bus.partial_loss  # type: ignore[attr-defined]
+            for event in events:
+                channel.emit(event)
+        await self._callback(f"on_partial_{kind}", self.symbol, s, price, percent, self.backtest)
+
+    def _partial_event(self, kind: str, s: SignalRow, level: int, percent: float, price: float,
+                       when: int) -> PartialEvent:
+        return PartialEvent(symbol=self.symbol, strategy_name=self.strategy_name, signal=s, level=level,
+                            percent=percent, current_price=price, backtest=self.backtest, timestamp=when,
+                            exchange_name=self.exchange_name, frame_name=self.frame_name, kind=kind)
 
     def _emit_partial(self, kind: str, s: SignalRow, level: int, percent: float, price: float, when: int) -> None:
         channel = bus.partial_profit if kind == "profit" else bus.partial_loss  # type: ignore[attr-defined]
         if channel.active:
-            channel.emit(PartialEvent(symbol=self.symbol, strategy_name=self.strategy_name, signal=s, level=level,
-                                      percent=percent, current_price=price, backtest=self.backtest, timestamp=when,
-                                      exchange_name=self.exchange_name, frame_name=self.frame_name))
+            channel.emit(self._partial_event(kind, s, level, percent, price, when))
+
+    async def redeliver(self, event: Any) -> TickResult | None:
+        """Deliver again an event saved with its change (a ``JournalEvent``) that a killed process
+        may never have delivered: to the callbacks it went to, and on the bus. Returns a signal
+        event (for the run's consumer), None for a milestone."""
+        if event.partial is not None:
+            channel = bus.partial_profit if event.kind == "profit" else bus.partial_loss  # type: ignore[attr-defined]
+            channel.emit(event.partial)
+            return None
+        r = event.tick
+        if r.action == "closed":
+            await self._callback("on_close", self.symbol, r.signal, r.pnl.price_close, self.backtest)
+        else:
+            name = {"scheduled": "on_schedule", "opened": "on_open", "cancelled": "on_cancel"}[r.action]
+            await self._callback(name, self.symbol, r.signal, r.current_price, self.backtest)
+        return await self._emit(r)
 
     async def _close(self, s: SignalRow, reason: str, price_close: float, when: int, price: float) -> TickClosed:
         result = TickClosed(*self._base(price, when), signal=s, close_reason=reason, close_timestamp=when,
@@ -526,7 +558,7 @@ class ClientStrategy:
         # The close is recorded before the open signal is cleared (see engine/persistence/history.py).
         if self.persistence is not None:
             await self._save(("closed", result), ("signal", None), ("risk", None),
-                             *([("partial", None)] if cleared else []))
+                             *([("partial", None)] if cleared else []), events=(result,))
         if self.callbacks.on_write is not None:
             await self._write(None)
         if self.callbacks.on_close is not None:

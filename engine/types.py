@@ -247,6 +247,17 @@ class _Tick(msgspec.Struct, frozen=True, tag_field="action", gc=False):
     backtest: bool
     created_at: int
 
+    @property
+    def event_id(self) -> str:
+        """Stable across redeliveries (SEMANTICS.md 11): ``{signal id}:{action}`` for the events
+        of a state change (scheduled, opened, closed, cancelled); ticks name their minute."""
+        signal = getattr(self, "signal", None)
+        if signal is None:
+            return f"{self.strategy_name}:{self.symbol}:{self.action}:{self.created_at}"  # type: ignore[attr-defined]
+        if self.action == "active":  # type: ignore[attr-defined]
+            return f"{signal.id}:active:{self.created_at}"
+        return f"{signal.id}:{self.action}"  # type: ignore[attr-defined]
+
 
 class TickIdle(_Tick, frozen=True, tag="idle"):
     action: ClassVar[str] = "idle"
@@ -320,6 +331,12 @@ class PartialEvent(msgspec.Struct, frozen=True):
     timestamp: int
     exchange_name: str = ""
     frame_name: str = ""
+    kind: str = ""                 # "profit" or "loss"
+
+    @property
+    def event_id(self) -> str:
+        """Stable across redeliveries: ``{signal id}:{kind}:{level}``."""
+        return f"{self.signal.id}:{self.kind}:{self.level}"
 
 
 class RiskEvent(msgspec.Struct, frozen=True):

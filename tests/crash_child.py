@@ -1,7 +1,7 @@
 """A live replay that the crash test kills with SIGKILL and restarts (tests/test_crash.py).
 
 Runs two strategies (each with a risk profile) on one state dir until the replay's end, appending every
-lifecycle and milestone event to a journal (one JSON line each, flushed).
+lifecycle and milestone event it hears to a log (one JSON line each, flushed, with its event id).
 ``BTK_CRASH_AT=step:N`` makes the process SIGKILL itself at the N-th call of
 ``step`` inside the atomic write (``fsync``, ``replace``, ``dirsync``), i.e.
 in the middle of a state write.
@@ -58,13 +58,18 @@ async def main(store: str, state_dir: str, journal_path: str, start: int, end: i
     bk.add_strategy("meanrev", mean_reversion.get_signal, interval="5m", risk_name="cap_meanrev")
     journal = open(journal_path, "a", buffering=1)
 
-    def write(kind: str, signal_id: str, **extra) -> None:
-        journal.write(json.dumps({"kind": kind, "id": signal_id, "pid": os.getpid(), **extra}) + "\n")
+    def write(kind: str, event, **extra) -> None:
+        journal.write(json.dumps({"kind": kind, "id": event.signal.id, "event_id": event.event_id,
+                                  "pid": os.getpid(), **extra}) + "\n")
 
-    bk.listen_signal_live(lambda r: r.action in ("opened", "closed", "scheduled", "cancelled")
-                          and write(r.action, r.signal.id, strategy=r.strategy_name))
-    bk.listen_partial_profit(lambda e: write("profit", e.signal.id, level=e.level))
-    bk.listen_partial_loss(lambda e: write("loss", e.signal.id, level=e.level))
+    def on_signal(r) -> None:
+        if r.action in ("opened", "closed", "scheduled", "cancelled"):
+            write(r.action, r, strategy=r.strategy_name, at=r.created_at,
+                  price=r.pnl.price_close if r.action == "closed" else r.signal.price_open)
+
+    bk.listen_signal_live(on_signal)
+    bk.listen_partial_profit(lambda e: write("profit", e, level=e.level, at=e.timestamp))
+    bk.listen_partial_loss(lambda e: write("loss", e, level=e.level, at=e.timestamp))
     bk.listen_error(lambda e: sys.stderr.write(f"error: {e.where}: {e.error}\n"))
 
     async def run(name: str) -> None:

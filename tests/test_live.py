@@ -165,20 +165,6 @@ async def test_a_corrupt_state_file_is_moved_aside_reported_and_that_state_start
                and str(corrupt[0]) in str(e.error) for e in errors)
 
 
-async def test_a_saved_signal_of_another_exchange_refuses_to_start_and_keeps_the_file(tmp_path):
-    replay([100.0] * 40)
-    bk.add_strategy("s", lambda symbol, when: None)
-    state_dir = tmp_path / "state"
-    state_dir.mkdir()
-    row = bk.SignalRow(id="x1", position="long", price_open=100, price_take_profit=110, price_stop_loss=90,
-                       symbol="BTC", strategy_name="s", exchange_name="binance", pending_at=minute(1))
-    import msgspec
-    (state_dir / "signal_BTC_s.json").write_bytes(msgspec.json.encode(row))
-    with pytest.raises(bk.StateConflict, match="binance"):
-        await run_live(state_dir)
-    assert read_state(state_dir, "signal")["id"] == "x1"
-
-
 async def test_stale_temp_files_are_removed_at_start(tmp_path):
     replay([100.0] * 30)
     bk.add_strategy("s", lambda symbol, when: None)

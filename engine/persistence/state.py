@@ -6,14 +6,17 @@ a mix, even if the process dies mid-write.
 
 An adapter stores bytes per ``(domain, key)``; the domains are ``signal``,
 ``schedule``, ``risk``, ``partial`` (SEMANTICS.md) plus ``live`` (the loop's
-cursor). ``FilePersistence`` (the default) keeps ``{domain}_{key}.json`` under
-a state directory it locks for its lifetime; ``MemoryPersistence`` is for
-tests. Plug another with ``set_persistence(lambda state_dir: MyAdapter(...))``.
+cursor) and ``journal`` (a run's latest change with its events, ``journal.py``).
+``FilePersistence`` (the default) keeps ``{domain}_{key}.json`` under a state
+directory it locks for its lifetime, every file private to its owner (0600);
+``MemoryPersistence`` is for tests. Plug another with
+``set_persistence(lambda state_dir: MyAdapter(...))``.
 
-``StateStore`` is the engine's side: typed reads and writes, a corrupt entry
-moved aside and reported (never dropped silently), and a failed write (disk
-full, permission denied, I/O error) reported once and retried every tick while
-the loop runs on its in-memory state.
+Keys are injective: a run's key is its symbol and strategy name percent-encoded
+(``run_key``), so ``BTC/USDT`` and ``BTC:USDT``, or strategies ``a b`` and
+``a_b``, never share a file. ``StateStore`` is the engine's side of reading:
+typed, and an entry that does not decode or fails its checks is moved aside and
+reported, never dropped silently.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from ..log import get_logger
 
 TEMP_SUFFIX = ".btk-tmp"
 LOCK_NAME = ".btk.lock"
-DOMAINS = ("signal", "schedule", "risk", "partial", "live")
+DOMAINS = ("signal", "schedule", "risk", "partial", "live", "journal")
 
 T = TypeVar("T")
 
@@ -63,8 +66,31 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
 
 
 def safe_name(name: str) -> str:
-    """A file-name-safe form of a symbol or strategy name (``BTC/USDT`` -> ``BTC_USDT``)."""
+    """A readable file-name form of a name (``BTC/USDT`` -> ``BTC_USDT``) for reports, where two
+    names may share a file; state files use the injective ``run_key`` / ``entry_key``."""
     return "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in name)
+
+
+_PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
+
+
+def entry_key(name: str, *, keep_underscore: bool = True) -> str:
+    """``name`` as a file-name part that no other name gives: ASCII letters, digits, ``-``, ``.``
+    (and ``_`` unless told) stay, every other byte of its UTF-8 is ``%XX``."""
+    plain = _PLAIN | {"_"} if keep_underscore else _PLAIN
+    return "".join(ch if ch in plain else "".join(f"%{b:02X}" for b in ch.encode()) for ch in name)
+
+
+def run_key(symbol: str, strategy_name: str) -> str:
+    """The key of a run's state entries: ``{symbol}_{strategy}``, each percent-encoded, the
+    symbol's own underscores too, so the first ``_`` always ends the symbol (``BTCUSDT_sma_cross``
+    as before; ``BTC%2FUSDT_a%20b``)."""
+    return f"{entry_key(symbol, keep_underscore=False)}_{entry_key(strategy_name)}"
+
+
+def legacy_key(symbol: str, strategy_name: str) -> str:
+    """The key btk used before keys were injective (``BTC/USDT`` and ``BTC:USDT`` shared it)."""
+    return f"{safe_name(symbol)}_{safe_name(strategy_name)}"
 
 
 class PersistenceAdapter(Protocol):
@@ -96,7 +122,8 @@ class _DirLock:
         if count:
             cls._held[key] = (fd, count + 1)
             return
-        fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        os.fchmod(fd, 0o600)      # a lock file an older btk made readable to all
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -228,65 +255,32 @@ class PersistError(OSError):
 
 
 class StateStore:
-    """Typed, reported access to one adapter. ``report(exc, where)`` goes to ``listen_error``."""
+    """Typed, reported reads of one adapter. ``report(exc, where)`` goes to ``listen_error``.
+    (Writes go through a run's journal: ``engine/runners/session.py``.)"""
 
     def __init__(self, adapter: PersistenceAdapter, report: Callable[[BaseException, str], None]):
         self.adapter = adapter
         self.report = report
-        self.failed: dict[tuple[str, str], bytes] = {}   # writes to retry, in the order they failed
-        self._encoder = msgspec.json.Encoder()
 
-    def load(self, domain: str, key: str, type_: Any) -> Any:
+    def load(self, domain: str, key: str, type_: Any, check: Callable[[Any], list[str]] | None = None) -> Any:
+        """The entry decoded as ``type_``; None when absent. One that does not decode, or in
+        which ``check`` finds problems, is moved aside, reported, and reads as None."""
         data = self.adapter.read(domain, key)
         if data is None:
             return None
         try:
-            return msgspec.json.decode(data, type=type_)
+            value = msgspec.json.decode(data, type=type_)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            where = self.adapter.describe(domain, key)
-            moved = self.adapter.quarantine(domain, key)
-            self.report(CorruptStateError(f"{where} could not be read ({e}); moved aside to {moved}; "
-                                          f"{domain} state for {key} starts empty"), "persist load")
+            self.reject(domain, key, f"could not be read ({e})")
             return None
+        problems = check(value) if check is not None and value is not None else []
+        if problems:
+            self.reject(domain, key, "failed the checks a restored value must pass: " + "; ".join(problems))
+            return None
+        return value
 
-    def save(self, domain: str, key: str, value: Any) -> bool:
-        """Write now; on failure keep the value for ``flush`` and report (once per failing entry).
-
-        While earlier writes wait to be retried, later ones wait behind them: the disk
-        always sees the writes in the order they were made (an activated signal is saved
-        before its schedule is cleared, a close is recorded before the signal is)."""
-        data = self._encoder.encode(value)
-        entry = (domain, key)
-        first_failure = entry not in self.failed
-        self.failed.pop(entry, None)
-        if self.failed:
-            self.failed[entry] = data
-            return False
-        try:
-            self.adapter.write(domain, key, data)
-            return True
-        except OSError as e:
-            self.failed[entry] = data
-            if first_failure:
-                self.report(PersistError(e.errno, f"could not save {domain} state to {self.adapter.describe(domain, key)}: "
-                                         f"{e.strerror or e}; the previous file is intact, btk goes on with the state "
-                                         "in memory and retries the write every tick"), "persist save")
-            return False
-
-    def defer(self, domain: str, key: str, value: Any) -> None:
-        """Queue a write behind the ones waiting (used while a close waits to be recorded)."""
-        entry = (domain, key)
-        self.failed.pop(entry, None)
-        self.failed[entry] = self._encoder.encode(value)
-
-    def flush(self) -> bool:
-        """Retry failed writes, oldest first. True when nothing is left to write."""
-        for entry, data in list(self.failed.items()):
-            try:
-                self.adapter.write(*entry, data)
-            except OSError:
-                return False
-            del self.failed[entry]
-            get_logger().warning("btk: saved %s state to %s after earlier failures", entry[0],
-                                 self.adapter.describe(*entry))
-        return True
+    def reject(self, domain: str, key: str, why: str) -> None:
+        where = self.adapter.describe(domain, key)
+        moved = self.adapter.quarantine(domain, key)
+        self.report(CorruptStateError(f"{where} {why}; moved aside to {moved}; {domain} state for {key} starts "
+                                      "empty"), "persist load")

@@ -5,12 +5,16 @@ replay exchange's accelerated one). After a tick that closes or cancels a
 signal the same minute is ticked again, so a new signal can be taken at once,
 as a backtest's next frame does: live and backtest give the same trades.
 
-State goes through a ``StateStore`` before each event (``engine/persistence/state.py``),
-closed signals into the state dir's history (``engine/persistence/history.py``). Before
-the first state change of a tick the loop saves its cursor (that tick's
-time); a restarted run resumes at the cursor and ticks that minute again,
-which is safe: every step of a tick is idempotent once its state is saved.
-A failing tick is reported on ``listen_error`` and the loop goes on.
+Each state change is journaled and saved before its events (``session.py``);
+with the first change of a tick (and now and then while idle) the loop saves
+its cursor, that tick's time. A restarted run applies what the last process
+journaled, delivers that change's events again (at least once), and resumes
+at the cursor: it ticks that minute again, which is safe (every step of a tick
+is idempotent once its state is saved), and on the wall clock every closed
+minute after it until it has caught up with now, unless told not to
+(``catch_up=False``), so a close crossed while the process was down is recorded
+at its real minute. A failing tick is reported on ``listen_error`` and the loop
+goes on.
 """
 
 from __future__ import annotations
@@ -30,37 +34,21 @@ from ..context import WallClock
 from ..events import bus, emit_performance
 from ..exchange.client import ExchangeClient
 from ..feed import ExchangeFeed
-from ..persistence.history import SignalHistory, history_for
 from ..interval import iso
 from ..log import get_logger
-from ..partial import PartialState, PartialTracker
-from ..persistence.state import FilePersistence, StateStore, persistence_for, safe_name
+from ..persistence.history import HistoryError, SignalHistory, history_for
+from ..persistence.state import FilePersistence, persistence_for, run_key
 from ..registry import get_exchange, get_strategy, raise_problems, reference_problems
-from ..risk import RiskPosition
 from ..stats import BacktestStatistics, backtest_statistics
 from ..strategy import ClientStrategy
 from ..types import DoneEvent, SignalRow, TickClosed, TickResult
+from .session import RUN_DOMAINS, LiveCursor, LiveSession, ResumeConflict, UnsavedStateError
 from .supervise import run_report, start_background, supervised, write_report
+
+__all__ = ["Live", "LiveCursor", "ResumeConflict", "SavedRun", "UnsavedStateError", "reset_live"]
 
 DEFAULT_STATE_DIR = "./dump"
 LIFECYCLE = frozenset(("scheduled", "opened", "closed", "cancelled"))
-
-
-class StateConflict(RuntimeError):
-    """The state dir holds another exchange's signal for this symbol and strategy."""
-
-
-class ResumeConflict(ValueError):
-    """The state dir holds a saved run of this strategy and symbol that the requested span does
-    not continue (a replay asked to start later than it stopped, or to end before it)."""
-
-
-class LiveCursor(msgspec.Struct):
-    last_tick: int                 # the tick whose state changes began last (at the end: the last tick)
-    last_slot: int | None = None   # get_signal throttle slot as that tick began
-    symbol: str = ""               # whose run it is (files written before these fields have none)
-    strategy_name: str = ""
-    exchange_name: str = ""
 
 
 class LiveRunState(msgspec.Struct):
@@ -76,6 +64,9 @@ class LiveRunState(msgspec.Struct):
     last_tick: int | None = None
     ticks: int = 0                 # ticks made, and ticks that raised (reported, retried next minute)
     failed_ticks: int = 0
+    caught_up_from: int | None = None    # the saved minute a wall-clock restart re-ticked from
+    redelivered: int = 0           # events of the last process's last change delivered again
+    unsaved: list[str] = msgspec.field(default_factory=list)   # what the store never took, at the end
 
 
 _runs: dict[tuple[str, str], LiveRunState] = {}
@@ -92,183 +83,6 @@ class SavedRun(msgspec.Struct, frozen=True):
     signal: SignalRow | None
     scheduled: SignalRow | None
     closed: int
-
-
-class LiveSession:
-    """One live run's persistence: implements ``ClientStrategy``'s ``Persistence``."""
-
-    def __init__(self, state: LiveRunState):
-        self.state = state
-        self.key = run_key(state.symbol, state.strategy_name)
-        self.adapter = persistence_for(state.state_dir)
-        self.store = StateStore(self.adapter, self._report)
-        self.history: SignalHistory | None = None
-        # An adapter without a history file (a custom one) keeps closed signals in memory.
-        path = getattr(self.adapter, "history_path", None)
-        self.history_path = path() if path is not None else f":memory:{id(self.adapter)}"
-        self.unrecorded: list[TickClosed] = []     # closes whose history write failed, retried
-        self.tick_time: int | None = None
-        self.tick_slot: int | None = None
-        self.cursor_saved = False
-
-    def _report(self, exc: BaseException, where: str) -> None:
-        bus.report(exc, where=where, symbol=self.state.symbol, strategy_name=self.state.strategy_name,
-                   exchange_name=self.state.exchange_name, backtest=False)
-
-    async def open(self) -> None:
-        self.adapter.open()
-        try:
-            self.history = history_for(self.history_path)
-            await self.history.open()
-        except BaseException:
-            self.adapter.close()
-            raise
-
-    async def close(self) -> None:
-        try:
-            if self.history is not None:
-                await self.history.close()
-        finally:
-            self.adapter.close()
-
-    # --- restore ---------------------------------------------------------------------------
-
-    def cursor(self) -> LiveCursor | None:
-        """Where the saved run (if any) stopped."""
-        return self.store.load("live", self.key, LiveCursor)
-
-    async def refuse_unless_continued(self, cursor: LiveCursor | None, clock: Any) -> None:
-        """A saved run resumes only where the clock continues it: two spans are never mixed."""
-        continues = getattr(clock, "continues", None)
-        if cursor is None or continues is None or continues(cursor.last_tick):
-            return
-        st = self.state
-        signal = self.store.load("signal", self.key, SignalRow | None)
-        scheduled = self.store.load("schedule", self.key, SignalRow | None)
-        assert self.history is not None
-        closed = len(await self.history.closed(st.symbol, st.strategy_name))
-        holding = ", ".join(x for x in (
-            signal and f"an open {signal.position} position ({signal.id[:8]}, entry {signal.price_open:.8g})",
-            scheduled and f"a scheduled {scheduled.position} order ({scheduled.id[:8]})") if x) or "nothing open"
-        start, end = getattr(clock, "start", None), getattr(clock, "end", None)
-        asked = f"from {iso(start)} to {iso(end)}" if start is not None and end is not None else "now"
-        raise ResumeConflict(
-            f"{st.state_dir} holds a saved run of {st.strategy_name} on {st.symbol} that stopped at "
-            f"{iso(cursor.last_tick)} ({holding}, {closed} closed signal(s)); a replay {asked} does not continue it. "
-            "Resume it with a span that does, start fresh (btk live --fresh sets the saved run aside), or use "
-            "another --state-dir")
-
-    async def restore(self, strategy: ClientStrategy) -> LiveCursor | None:
-        st = self.state
-        signal = self.store.load("signal", self.key, SignalRow | None)
-        scheduled = self.store.load("schedule", self.key, SignalRow | None)
-        for row in (signal, scheduled):
-            if row is not None and (row.strategy_name != st.strategy_name or row.exchange_name != st.exchange_name):
-                raise StateConflict(
-                    f"{self.adapter.describe('signal', self.key)}: the saved signal {row.id} belongs to "
-                    f"{row.strategy_name} on exchange {row.exchange_name!r}, not {st.strategy_name} on "
-                    f"{st.exchange_name!r}; resume it with --exchange {row.exchange_name} or use another --state-dir")
-        if signal is not None and scheduled is not None and scheduled.id == signal.id:
-            scheduled = None  # killed between saving the activated signal and clearing the schedule
-        partial = self.store.load("partial", self.key, dict[str, PartialState]) or {}
-        strategy.pending, strategy.scheduled = signal, scheduled
-        strategy.partial = PartialTracker({k: v for k, v in partial.items() if signal is not None and k == signal.id})
-        cursor = self.cursor()
-        if cursor is not None:
-            strategy.last_slot = cursor.last_slot
-        for risk in strategy.risks:
-            if not risk.restored:
-                saved = self.store.load("risk", safe_name(risk.schema.risk_name), list[RiskPosition]) or []
-                for p in saved:
-                    risk.confirm(p.signal, strategy_name=p.strategy_name, exchange_name=p.exchange_name,
-                                 symbol=p.symbol, when=p.opened_at)
-                risk.restored = True
-            # The signal file is the truth for this strategy's own slot (a kill may have come between them).
-            owner = {"strategy_name": st.strategy_name, "exchange_name": st.exchange_name, "symbol": st.symbol}
-            if signal is not None and not risk.has(**owner):
-                risk.confirm(signal, **owner, when=signal.pending_at or signal.scheduled_at)
-                self.store.save("risk", safe_name(risk.schema.risk_name), list(risk.positions.values()))
-            elif signal is None and risk.has(**owner):
-                risk.release(**owner)
-                self.store.save("risk", safe_name(risk.schema.risk_name), list(risk.positions.values()))
-            if scheduled is not None:  # a waiting order keeps the slot it reserved before the restart
-                risk.reserve(scheduled, **owner, when=scheduled.scheduled_at)
-        assert self.history is not None
-        st.closed = await self.history.closed(st.symbol, st.strategy_name)
-        if signal is not None or scheduled is not None:
-            get_logger().info("btk: %s %s resumed from %s: open %s, scheduled %s", st.strategy_name, st.symbol,
-                              st.state_dir, signal.id if signal else "-", scheduled.id if scheduled else "-")
-        return cursor
-
-    # --- save ------------------------------------------------------------------------------
-
-    def begin_tick(self, when: int, last_slot: int | None) -> None:
-        # The slot as the tick begins: a tick re-run after a restart must ask get_signal again if
-        # the first run asked it but died before saving what it answered.
-        self.tick_time, self.tick_slot, self.cursor_saved = when, last_slot, False
-        if not self.unrecorded:
-            self.store.flush()
-
-    def end(self) -> None:
-        """The run ended (its span, or a stop): the cursor records its last tick, so a later run
-        knows where it stopped (a replay that starts the minute after continues it)."""
-        if self.tick_time is not None and not self.cursor_saved:
-            self._write_all([("live", self.key, self._cursor())])
-            self.cursor_saved = True
-
-    def _cursor(self) -> LiveCursor:
-        assert self.tick_time is not None
-        st = self.state
-        return LiveCursor(self.tick_time, self.tick_slot, st.symbol, st.strategy_name, st.exchange_name)
-
-    async def flush_history(self) -> None:
-        while self.unrecorded:
-            try:
-                await self._record(self.unrecorded[0])
-            except Exception:
-                return
-            self.unrecorded.pop(0)
-
-    async def _record(self, closed: TickClosed) -> None:
-        assert self.history is not None
-        await self.history.record(closed)
-
-    async def save(self, strategy: ClientStrategy, changes: tuple[tuple[str, Any], ...]) -> None:
-        writes: list[tuple[str, str, Any]] = []
-        if not self.cursor_saved and self.tick_time is not None:
-            writes.append(("live", self.key, self._cursor()))
-            self.cursor_saved = True
-        for kind, value in changes:
-            if kind in ("signal", "schedule"):
-                writes.append((kind, self.key, value))
-            elif kind == "risk":
-                writes += [("risk", safe_name(r.schema.risk_name), list(r.positions.values())) for r in strategy.risks]
-            elif kind == "partial":
-                writes.append(("partial", self.key, strategy.partial.states))
-            elif kind == "closed":
-                self._write_all(writes)
-                writes = []
-                self.state.closed.append(value)
-                await self._record_close(value)
-        self._write_all(writes)
-
-    def _write_all(self, writes: list[tuple[str, str, Any]]) -> None:
-        for domain, key, value in writes:
-            if self.unrecorded:   # a close waits to be recorded: nothing may be written after it yet
-                self.store.defer(domain, key, value)
-            else:
-                self.store.save(domain, key, value)
-
-    async def _record_close(self, closed: TickClosed) -> None:
-        if not self.unrecorded:
-            try:
-                await self._record(closed)
-                return
-            except Exception as exc:
-                self._report(OSError(f"could not record the close of {closed.signal.id} in {self.history_path}: {exc}; "
-                                     "it is kept in memory, state writes wait behind it, and both are retried "
-                                     "every tick"), "history save")
-        self.unrecorded.append(closed)
 
 
 def _key(symbol: str, strategy_name: str) -> tuple[str, str]:
@@ -292,35 +106,30 @@ def _decoded(path: Path, type_: Any) -> Any:
         return None
 
 
-def run_key(symbol: str, strategy_name: str) -> str:
-    """The key of a run's state entries in its state dir."""
-    return f"{safe_name(symbol)}_{safe_name(strategy_name)}"
-
-
-RUN_DOMAINS = ("signal", "schedule", "partial", "live")     # a run's own entries (risk files are shared)
-
-
 class Live:
     """Live runs of a strategy on a symbol. One tick per closed minute; state in ``state_dir``."""
 
     @staticmethod
     def run(symbol: str, *, strategy_name: str, exchange_name: str,
-                  state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR) -> AsyncIterator[TickResult]:
-        """Yield ``scheduled``, ``opened``, ``closed`` and ``cancelled`` results as they happen."""
+            state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, catch_up: bool = True) -> AsyncIterator[TickResult]:
+        """Yield ``scheduled``, ``opened``, ``closed`` and ``cancelled`` results as they happen
+        (after a restart, first those of the last change before it, again). ``catch_up``: a run
+        restarted on the wall clock first re-ticks the minutes it missed (False: it resumes now)."""
         ctx = {"symbol": symbol, "strategy_name": strategy_name, "exchange_name": exchange_name, "backtest": False}
         state = LiveRunState(symbol, strategy_name, exchange_name, str(state_dir), status="running")
 
         def check() -> None:
             raise_problems(reference_problems(strategy=strategy_name, exchange=exchange_name), "Live.run")
-        return supervised("Live.run", state, _runs, _key(symbol, strategy_name), ctx, check, lambda: _run(state))
+        return supervised("Live.run", state, _runs, _key(symbol, strategy_name), ctx, check,
+                          lambda: _run(state, catch_up))
 
     @staticmethod
     def background(symbol: str, *, strategy_name: str, exchange_name: str,
-                   state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR) -> Callable[[], None]:
+                   state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, catch_up: bool = True) -> Callable[[], None]:
         """Start the run as a task; returns a function that stops it gracefully. Never raises:
         it reports through ``listen_error``, ``listen_exit`` and ``listen_done_live``."""
         start_background(Live.run(symbol, strategy_name=strategy_name, exchange_name=exchange_name,
-                                  state_dir=state_dir), f"btk-live-{symbol}-{strategy_name}")
+                                  state_dir=state_dir, catch_up=catch_up), f"btk-live-{symbol}-{strategy_name}")
         return lambda: Live.stop(symbol, strategy_name=strategy_name)
 
     @staticmethod
@@ -388,7 +197,9 @@ class Live:
         """Every run: names, state dir, status, last tick, whether a position is open or an order
         scheduled, ticks made and failed, ``get_signal`` calls and failures; a replay's market
         time, speed, end (``data_end``: where the stored candles end) and whether it is paused
-        (None / False on the wall clock)."""
+        (None / False on the wall clock); ``caught_up_from`` (a restart re-ticked the minutes
+        from there), ``redelivered`` (events of the change before a restart delivered again) and
+        ``unsaved`` (at the end: what the store never took, each with where it should have gone)."""
         out = []
         for s in _runs.values():
             clock, strategy = s.clock, s.strategy
@@ -402,7 +213,8 @@ class Live:
                         "failed_signal_calls": strategy.failed_signal_calls if strategy is not None else 0,
                         "market_time": clock.now if clock is not None and clock.now else None,
                         "speed": clock.speed if replay else None, "replay_end": clock.end if replay else None,
-                        "data_end": clock.data_end if replay else None, "paused": clock.paused if replay else False})
+                        "data_end": clock.data_end if replay else None, "paused": clock.paused if replay else False,
+                        "caught_up_from": s.caught_up_from, "redelivered": s.redelivered, "unsaved": list(s.unsaved)})
         return out
 
     @staticmethod
@@ -413,7 +225,10 @@ class Live:
         if not isinstance(adapter, FilePersistence) or not (adapter.dir / "history.sqlite").exists():
             return []
         history = history_for(adapter.history_path())
-        await history.open()
+        try:
+            await history.open(repair=False)
+        except HistoryError:
+            return []           # damaged: the next run there moves it aside and says so
         try:
             return (await history.closed())[-limit:]
         finally:
@@ -430,6 +245,7 @@ class Live:
         keys = sorted({path.name[len(domain) + 1:-len(".json")] for domain in RUN_DOMAINS
                        for path in adapter.dir.glob(f"{domain}_*.json")})
         history: SignalHistory | None = None
+        tried = False
         found = []
         try:
             for key in keys:
@@ -444,9 +260,14 @@ class Live:
                     named.exchange_name if named else ""
                 if not symbol or not strategy:
                     continue
-                if history is None and (adapter.dir / "history.sqlite").exists():
-                    history = history_for(adapter.history_path())
-                    await history.open()
+                if not tried and (adapter.dir / "history.sqlite").exists():
+                    tried = True
+                    candidate = history_for(adapter.history_path())
+                    try:
+                        await candidate.open(repair=False)
+                        history = candidate
+                    except HistoryError:
+                        pass    # damaged: listed without closes (the next run there moves it aside)
                 closed = len(await history.closed(symbol, strategy)) if history is not None else 0
                 found.append(SavedRun(symbol, strategy, exchange, cursor.last_tick if cursor else None, signal,
                                       scheduled, closed))
@@ -476,21 +297,25 @@ def reset_live() -> None:
         del _runs[key]
 
 
-async def _make_clock(exchange: Any, symbol: str) -> Any:
+async def _make_clock(exchange: Any, symbol: str, catch_up: bool) -> Any:
     if exchange.live_clock is None:
-        return WallClock()
+        return WallClock(catch_up=catch_up)
     clock = exchange.live_clock(symbol)
-    return await clock if inspect.isawaitable(clock) else clock
+    clock = await clock if inspect.isawaitable(clock) else clock
+    if hasattr(clock, "catch_up"):
+        clock.catch_up = catch_up
+    return clock
 
 
-async def _run(state: LiveRunState) -> AsyncIterator[TickResult]:
+async def _run(state: LiveRunState, catch_up: bool = True) -> AsyncIterator[TickResult]:
     exchange = get_exchange(state.exchange_name)
     schema = get_strategy(state.strategy_name)
-    clock = await _make_clock(exchange, state.symbol)
+    clock = await _make_clock(exchange, state.symbol, catch_up)
     state.clock = clock
     session = LiveSession(state)
     await session.open()
     try:
+        await session.recover()
         await session.refuse_unless_continued(session.cursor(), clock)
         strategy = ClientStrategy(schema, symbol=state.symbol, exchange_name=state.exchange_name, frame_name="",
                                   feed=ExchangeFeed(ExchangeClient(exchange)), clock=clock, backtest=False,
@@ -499,12 +324,21 @@ async def _run(state: LiveRunState) -> AsyncIterator[TickResult]:
         cursor = await session.restore(strategy)
         if state.stop_requested:
             strategy.stop()
-        now = await clock.first(cursor.last_tick if cursor is not None else None)
+        for event in session.take_redeliveries():
+            state.redelivered += 1
+            result = await strategy.redeliver(event)
+            if result is not None:
+                yield result
+        resume_at = cursor.last_tick if cursor is not None else None
+        now = await clock.first(resume_at)
+        if resume_at is not None and now == resume_at and getattr(clock, "catch_up", False):
+            state.caught_up_from = resume_at
+            get_logger().info("btk: %s %s: catching up from %s, the last saved minute", state.strategy_name,
+                              state.symbol, iso(resume_at))
         restored = True
         while now is not None:
             state.last_tick = now
-            await session.flush_history()
-            session.begin_tick(now, strategy.last_slot)
+            await session.begin_tick(now, strategy.last_slot)
             if restored:
                 restored = False
                 await _restored_callbacks(strategy, now)
@@ -526,19 +360,21 @@ async def _run(state: LiveRunState) -> AsyncIterator[TickResult]:
                 state.failed_ticks += 1
                 bus.report(exc, where=f"live tick at {iso(now)} (retried next minute)", symbol=state.symbol,
                            strategy_name=state.strategy_name, exchange_name=state.exchange_name, backtest=False)
+            await session.checkpoint()
             if state.stop_requested and strategy.pending is None and strategy.scheduled is None:
                 break
             now = await clock.next()
-        session.end()
+        await session.end()
         state.status = "stopped" if state.stop_requested else "done"
         bus.done_live.emit(DoneEvent(state.symbol, state.strategy_name, state.exchange_name, "", False))  # type: ignore[attr-defined]
-    except asyncio.CancelledError:
-        # Closed from outside (a console quitting, a crash): the cursor says where it stopped. The
-        # tick under way is ticked again on restart, which is safe: its saved steps are idempotent.
+    except (asyncio.CancelledError, GeneratorExit):
+        # Closed from outside (a console quitting, a crash, a consumer that stopped early): the
+        # cursor says where it stopped and the events handed out so far count as delivered. The tick
+        # under way is ticked again on restart, which is safe: its saved steps are idempotent.
         try:
-            session.end()
-        except OSError:
-            pass       # a disk that fails now was reported as it failed; the older cursor stands
+            await session.end()
+        except Exception:
+            pass       # a store that fails now was reported as it failed; the older cursor stands
         raise
     finally:
         await session.close()
