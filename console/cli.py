@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--from", dest="start", help="replay: first tick, ISO date/time (default: a day into the data)")
     lv.add_argument("--to", dest="end", help="replay: last tick, ISO date/time (default: the end of the data)")
     lv.add_argument("--quiet", action="store_true", help="no per-tick status line, only opens and closes")
+    lv.add_argument("--no-catch-up", dest="catch_up", action="store_false",
+                    help="a restart on the wall clock resumes at the current minute instead of first re-ticking "
+                         "the minutes missed since the saved cursor")
 
     wk = sub.add_parser("walker", help="rank a walker's strategies (or a parameter sweep) by its metric")
     wk.add_argument("walker", help="a registered walker (see `btk walkers`)")

@@ -82,13 +82,26 @@ async def _exchange_for(args: argparse.Namespace, store: Path) -> str:
 class StatusLine:
     """One compact line per tick on stderr (rewritten in place on a terminal)."""
 
-    def __init__(self, stream: TextIO = sys.stderr, quiet: bool = False):
-        self.stream, self.quiet = stream, quiet
-        self.tty = stream.isatty()
+    def __init__(self, stream: TextIO | None = None, quiet: bool = False):
+        self.stream, self.quiet = stream or sys.stderr, quiet
+        self.tty = self.stream.isatty()
         self.closed = 0
         self.total_pnl = 0.0
         self.errors = 0
         self.partial = ""
+        self.announced = False
+
+    def _announce(self, r: Any) -> None:
+        """Once the run ticks: whether it catches up on minutes missed while it was down."""
+        run = next((x for x in bk.Live.list() if (x["symbol"], x["strategy_name"]) == (r.symbol, r.strategy_name)), None)
+        if run is None or run["last_tick"] is None:
+            return
+        self.announced = True
+        start = run["caught_up_from"]
+        if start is not None and run["speed"] is None and run["last_tick"] is not None:
+            self._line(f"btk: catching up: re-ticking the minutes from {iso(start)} (the last saved) to now, "
+                       "so closes crossed while btk was down are recorded at their minute (--no-catch-up skips "
+                       "them)", True)
 
     def _line(self, text: str, final: bool) -> None:
         if self.tty:
@@ -98,6 +111,8 @@ class StatusLine:
         self.stream.flush()
 
     def tick(self, r: Any) -> None:
+        if not self.announced:
+            self._announce(r)
         when = iso(r.created_at)
         if r.action in ("opened", "scheduled", "closed", "cancelled"):
             s = r.signal
@@ -185,7 +200,7 @@ async def _run(args: argparse.Namespace, store: Path) -> int:
     loop.add_signal_handler(signal.SIGTERM, on_term)
     try:
         async for _ in bk.Live.run(args.symbol, strategy_name=args.strategy, exchange_name=exchange,
-                                   state_dir=args.state_dir):
+                                   state_dir=args.state_dir, catch_up=args.catch_up):
             pass
     except asyncio.CancelledError:
         print(f"btk: exited; state is in {args.state_dir}, the next start resumes it", file=sys.stderr)
@@ -199,9 +214,21 @@ async def _run(args: argparse.Namespace, store: Path) -> int:
             stop()
     stats = await bk.Live.get_data(args.symbol, strategy_name=args.strategy)
     run = next(r for r in bk.Live.list() if r["symbol"] == args.symbol and r["strategy_name"] == args.strategy)
+    if run["redelivered"]:
+        print(f"btk: {run['redelivered']} event(s) of the last change before the restart were delivered again "
+              "(the process may have died before they went out; their event ids are the same)", file=sys.stderr)
+    if run["status"] == "done" and (run["open"] or run["scheduled"]):
+        held = " and ".join(x for x in ("an open position" if run["open"] else "",
+                                         "a scheduled order" if run["scheduled"] else "") if x)
+        print(f"btk: the replay ended at {iso(run['last_tick'])} with {held}: saved in {args.state_dir}; a run "
+              "that continues from the next minute (a later --to) resumes it", file=sys.stderr)
     print(f"btk: {args.strategy} on {args.symbol} ({exchange}) ended: {status.closed} closed signal(s) this run, "
           f"{stats.total_signals} in the history of {args.state_dir} (total PnL "
           f"{stats.total_pnl if stats.total_pnl is not None else 0:+.3f}%), {status.errors} error(s)", file=sys.stderr)
+    if run["unsaved"]:
+        print(f"btk: the run failed to save its state: {'; '.join(run['unsaved'])} (see the errors above); "
+              f"the files in {args.state_dir} hold the state before it", file=sys.stderr)
+        return 1
     ticks = run["ticks"] + run["failed_ticks"]
     every_tick = bool(ticks) and run["failed_ticks"] == ticks
     if every_tick or (run["signal_calls"] and run["failed_signal_calls"] == run["signal_calls"]):

@@ -143,3 +143,20 @@ def test_keys_come_from_the_environment_or_a_private_file_and_never_reach_a_log(
     os.chmod(keys, 0o600)
     assert load_credentials("okx", keys) == {"apiKey": "k", "secret": "s"}
     assert load_credentials("bitstamp") == {}
+
+
+async def test_keys_in_the_environment_never_reach_the_public_candle_reads(sim, monkeypatch):
+    """With BTK_BINANCE_API_KEY set, ccxt would sign its market and currency requests and call
+    private endpoints (the simulator, like any exchange, refuses them without a valid key): candles
+    and markets are public, so the client that reads them never holds the keys."""
+    monkeypatch.setenv("BTK_BINANCE_API_KEY", "k-123-not-a-real-key")
+    monkeypatch.setenv("BTK_BINANCE_SECRET", "s-456-not-a-real-secret")
+    adapter = add_ccxt_exchange("binance", api_url=sim.url)
+    try:
+        got = await ExchangeClient(get_exchange("binance")).fetch("BTCUSDT", "1m", T, 10)
+        assert len(got) == 10
+        assert await adapter.format_price("BTCUSDT", 23456.123456) == "23456.12"
+        assert not adapter.client.apiKey and not adapter.client.secret
+        assert all(name in ("ping", "time", "exchangeInfo", "klines") for name, _ in sim.requests)
+    finally:
+        await adapter.close()

@@ -404,3 +404,61 @@ def test_timing_samples_are_bounded_and_their_moments_exact():
     assert tick.std_ms == pytest.approx(statistics.stdev(everything), rel=1e-9)
     kept = [len(m.recent) for d in performance._recorder.by_key.values() for m in d.values()]
     assert kept == [performance.RECENT_SAMPLES, 500]
+
+
+# --- the same on the command line ------------------------------------------------------------------------
+
+def btk_live(seeded_store, state_dir, *extra):
+    from console.cli import main
+    return main(["--store", str(seeded_store), "live", "sma_cross", "--speed", "0", "--from", "2023-03-10",
+                 "--to", "2023-03-10T03:00", "--state-dir", str(state_dir), "--quiet", *extra])
+
+
+def test_btk_live_exits_1_and_names_what_it_could_not_save(seeded_store, tmp_path, disk, capsys):
+    disk.fail_when = staticmethod(lambda domain, data: domain in ("journal", "signal"))
+    assert btk_live(seeded_store, tmp_path / "st") == 1
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("btk: the run failed to save its state:") and str(tmp_path / "st") in last
+
+
+def test_btk_live_says_when_a_replay_ends_holding_a_position(seeded_store, tmp_path, capsys):
+    assert btk_live(seeded_store, tmp_path / "st") == 0
+    err = capsys.readouterr().err
+    assert "the replay ended at 2023-03-10T03:00Z with an open position: saved in" in err
+
+
+def test_a_full_disk_at_start_names_the_file_it_could_not_write(seeded_store, tmp_path, monkeypatch, capsys):
+    import engine.persistence.state as state
+
+    class FullDisk:
+        def __getattr__(self, attr):
+            return getattr(os, attr)
+
+        def pwrite(self, fd, data, offset):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(state, "os", FullDisk())
+    assert btk_live(seeded_store, tmp_path / "st") == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert str(tmp_path / "st" / ".btk.lock") in last and "No space left on device" in last
+    assert "Traceback" not in last
+
+
+@pytest.mark.parametrize("owner, taken", [("BTC/USDT", True), ("BTC:USDT", False)])
+async def test_state_files_an_older_btk_named_are_renamed_when_they_name_the_run(tmp_path, owner, taken):
+    """Before keys were injective, BTC/USDT and BTC:USDT both wrote signal_BTC_USDT_s.json: the file
+    moves to the run's own name only when the signal in it is that run's."""
+    prices = PriceExchange([100.0] * 40)
+    bk.add_replay_exchange("replay", series={"BTC/USDT": prices.candles}, speed=0, start=minute(10), end=minute(12))
+    bk.add_strategy("s", lambda symbol, when: None)
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    row = bk.SignalRow(id="old1", position="long", price_open=100, price_take_profit=110, price_stop_loss=95,
+                       minute_estimated_time=600, symbol=owner, strategy_name="s", exchange_name="replay",
+                       scheduled_at=minute(9), pending_at=minute(9))
+    (state_dir / "signal_BTC_USDT_s.json").write_bytes(msgspec.json.encode(row))
+    await live(state_dir, "BTC/USDT", "s", "replay")
+    assert (state_dir / "signal_BTC%2FUSDT_s.json").exists() == taken
+    assert (state_dir / "signal_BTC_USDT_s.json").exists() != taken
+    assert bk.Live.list()[0]["open"] == taken

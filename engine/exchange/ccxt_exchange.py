@@ -8,10 +8,14 @@ engine retries the read); a bad symbol, a bad request, missing permissions
 are permanent (reported at once, never retried). One ccxt instance per
 registered exchange, rate limiting on, closed on shutdown.
 
-Keys are optional (public candles need none): ``BTK_<EXCHANGE>_API_KEY`` and
-``BTK_<EXCHANGE>_SECRET``, or a JSON file ``{"apiKey": ..., "secret": ...}``
-that only its owner may read (mode 0600). They never reach a log: a filter on
-the ``ccxt`` logger masks them.
+Keys are optional: ``BTK_<EXCHANGE>_API_KEY`` and ``BTK_<EXCHANGE>_SECRET``, or
+a JSON file ``{"apiKey": ..., "secret": ...}`` that only its owner may read
+(mode 0600). They are checked when the exchange is added, kept on the adapter
+(``credentials``) and masked in every ccxt log, but the client that reads
+candles and markets never holds them: public data needs no key, and a ccxt
+client with keys signs its market requests and calls private endpoints
+(binance: ``sapi/v1/capital/config/getall``), which fail on a key that lacks
+that permission or on a public mirror.
 """
 
 from __future__ import annotations
@@ -119,9 +123,9 @@ class CcxtExchange:
         import ccxt.async_support as ccxt_async
         if exchange_id not in ccxt_async.exchanges:
             raise ValueError(f"{exchange_id!r} is not a ccxt exchange id (e.g. binance, kraken, okx)")
+        self.credentials = load_credentials(exchange_id, key_file)
         config: dict[str, Any] = {"enableRateLimit": True, "timeout": timeout_ms, "enableLastJsonResponse": True,
-                                  "enableLastHttpResponse": True,
-                                  **load_credentials(exchange_id, key_file)}
+                                  "enableLastHttpResponse": True}   # no keys: see the module's docstring
         merged = dict(options or {})
         if exchange_id == "binance":   # spot candles only: skip loading futures and options markets
             merged.setdefault("fetchMarkets", {"types": ["spot"]})

@@ -122,7 +122,10 @@ class _DirLock:
         if count:
             cls._held[key] = (fd, count + 1)
             return
-        fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise OSError(e.errno, f"cannot open the lock file {directory / LOCK_NAME}: {e.strerror}") from None
         os.fchmod(fd, 0o600)      # a lock file an older btk made readable to all
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -135,8 +138,12 @@ class _DirLock:
                 raise StateDirBusy(f"state directory {directory} is in use by another btk process (pid {holder}); "
                                    "two processes must never drive the same live state") from None
             raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError as e:
+            os.close(fd)
+            raise OSError(e.errno, f"cannot write the lock file {directory / LOCK_NAME}: {e.strerror}") from None
         cls._held[key] = (fd, 1)
 
     @classmethod
