@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -35,19 +36,30 @@ class Clock:
 class WallClock(Clock):
     """Live time: the wall clock aligned down to the minute.
 
-    The live loop ticks at ``first()`` (the minute just closed), then at each
-    minute boundary plus ``settle`` seconds, so the exchange has closed the
-    candle. ``wake`` (set by a stop) ends a wait early."""
+    The live loop ticks at ``first()`` (the minute just closed), then at each minute boundary
+    plus ``settle`` seconds, so the exchange has closed the candle. A closed minute is never
+    skipped: a loop that falls behind (a slow exchange) ticks the minutes it owes at once, one by
+    one, and a restart with ``catch_up`` (the default) begins at the saved minute and re-ticks
+    every minute since (``first(resume_at)``), so a close crossed while the process was down is
+    judged at its real minute. ``wake`` (set by a stop) ends a wait early.
 
-    __slots__ = ("settle", "wake")
+    ``time_ms`` and ``speed`` inject the time (tests, simulations): the clock reads
+    ``time_ms()`` for the wall time in ms and divides its waits by ``speed``."""
 
-    def __init__(self, settle: float = 2.0) -> None:
+    __slots__ = ("settle", "wake", "catch_up", "time_ms", "speed")
+
+    def __init__(self, settle: float = 2.0, *, catch_up: bool = True, time_ms: Callable[[], float] | None = None,
+                 speed: float = 1.0) -> None:
         super().__init__(0)
         self.settle = settle
         self.wake = asyncio.Event()
+        self.catch_up = catch_up
+        self.time_ms = time_ms or (lambda: time.time() * 1000)
+        self.speed = speed
 
     def read(self) -> int:
-        self.now = align(int(time.time() * 1000), MINUTE_MS)
+        """The last closed minute's tick time: now, aligned down to the minute."""
+        self.now = align(int(self.time_ms()), MINUTE_MS)
         return self.now
 
     def continues(self, resume_at: int) -> bool:
@@ -56,19 +68,22 @@ class WallClock(Clock):
         return True
 
     async def first(self, resume_at: int | None) -> int | None:
-        return self.read()   # minutes missed while the process was down are not re-ticked
+        now = self.read()
+        if resume_at is not None and self.catch_up and resume_at < now:
+            self.now = resume_at     # the saved minute again, then every minute missed since
+        return self.now
 
     async def next(self) -> int | None:
         boundary = self.now + MINUTE_MS
-        delay = (boundary - time.time() * 1000) / 1000 + self.settle
+        delay = (boundary - self.time_ms()) / 1000 + self.settle
         if delay > 0:
             try:
-                await asyncio.wait_for(self.wake.wait(), delay)
+                await asyncio.wait_for(self.wake.wait(), delay / self.speed)
                 self.wake.clear()
                 return self.read()  # woken by a stop: tick again now
             except TimeoutError:
                 pass
-        self.now = max(boundary, self.read())
+        self.now = boundary
         return self.now
 
 

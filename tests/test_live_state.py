@@ -462,3 +462,19 @@ async def test_state_files_an_older_btk_named_are_renamed_when_they_name_the_run
     assert (state_dir / "signal_BTC%2FUSDT_s.json").exists() == taken
     assert (state_dir / "signal_BTC_USDT_s.json").exists() != taken
     assert bk.Live.list()[0]["open"] == taken
+
+
+# --- the wall clock ------------------------------------------------------------------------------------------
+
+async def test_the_wall_clock_catches_up_minute_by_minute_and_never_skips_one():
+    from engine.context import WallClock
+    wall = {"ms": minute(100) + 30_000}                 # 30 s into minute 100
+    clock = WallClock(settle=2.0, time_ms=lambda: wall["ms"], speed=1000.0)
+    assert await clock.first(minute(95)) == minute(95)  # the saved minute first
+    assert [await clock.next() for _ in range(5)] == [minute(m) for m in range(96, 101)]   # no waiting
+    wall["ms"] = minute(101) + 2_500                      # past the boundary and its settle
+    assert await clock.next() == minute(101)
+    wall["ms"] = minute(140)                               # a tick that took 39 minutes: none skipped
+    assert await clock.next() == minute(102)
+    fresh = WallClock(catch_up=False, time_ms=lambda: wall["ms"])
+    assert await fresh.first(minute(95)) == minute(140)  # resumes now

@@ -228,13 +228,14 @@ class CcxtExchange:
 
 def add_ccxt_exchange(exchange_id: str, *, exchange_name: str | None = None, api_url: str | None = None,
                       options: dict | None = None, key_file: str | os.PathLike[str] | None = None,
-                      live_clock: Callable | None = None) -> CcxtExchange:
+                      live_clock: Callable | None = None, now: Callable[[], int] | None = None) -> CcxtExchange:
     """Register ccxt exchange ``exchange_id`` (as ``exchange_name``, default the id).
 
     ``api_url`` (or ``BTK_CCXT_URL``) points every API family at another host: the
-    local simulator in tests and demos."""
+    local simulator in tests and demos. ``live_clock`` and ``now`` (epoch ms: which
+    candles have closed) inject the time, for a simulation on its own clock."""
     adapter = CcxtExchange(exchange_id, api_url=api_url or os.environ.get("BTK_CCXT_URL") or None,
-                           options=options, key_file=key_file)
+                           options=options, key_file=key_file, now=now)
     registry.add_exchange(exchange_name or exchange_id, adapter.get_candles, format_price=adapter.format_price,
                           format_quantity=adapter.format_quantity, note=f"ccxt {exchange_id}",
                           live_clock=live_clock, close=adapter.close)

@@ -37,7 +37,11 @@ from ..risk import ClientRisk, RiskPosition
 from ..types import PartialEvent, SignalRow, TickClosed, is_finite_number
 
 RUN_DOMAINS = ("signal", "schedule", "partial", "live", "journal")   # a run's own entries (risk files are shared)
-CHECKPOINT_SECONDS = 60.0     # an idle run saves its cursor this often (wall time), so a restart re-ticks little
+# An idle run saves its cursor after a minute of wall time or an hour of market time (a replay or a
+# catch-up, but not more often than four times a second), so a restart re-ticks little.
+CHECKPOINT_SECONDS = 60.0
+CHECKPOINT_MARKET_MS = 60 * 60_000
+CHECKPOINT_MIN_SECONDS = 0.25
 
 
 class LiveCursor(msgspec.Struct):
@@ -107,6 +111,7 @@ class LiveSession:
         self.tick_slot: int | None = None
         self.cursor_saved = False
         self.cursor_at = time.monotonic()
+        self.cursor_tick = 0
         self._encode = msgspec.json.Encoder().encode
 
     def _report(self, exc: BaseException, where: str) -> None:
@@ -299,7 +304,11 @@ class LiveSession:
 
     async def checkpoint(self) -> None:
         """After a tick that changed nothing: the cursor, now and then, so a restart re-ticks little."""
-        if not self.cursor_saved and time.monotonic() - self.cursor_at >= CHECKPOINT_SECONDS:
+        if self.cursor_saved or self.tick_time is None:
+            return
+        waited = time.monotonic() - self.cursor_at
+        if waited >= CHECKPOINT_SECONDS or (waited >= CHECKPOINT_MIN_SECONDS
+                                            and self.tick_time - self.cursor_tick >= CHECKPOINT_MARKET_MS):
             await self.commit(Journal([self._cursor_entry()]))
 
     async def end(self) -> None:
@@ -328,7 +337,7 @@ class LiveSession:
     def _cursor_entry(self) -> journal.JournalWrite:
         assert self.tick_time is not None
         st = self.state
-        self.cursor_saved, self.cursor_at = True, time.monotonic()
+        self.cursor_saved, self.cursor_at, self.cursor_tick = True, time.monotonic(), self.tick_time
         return journal.entry("live", self.key, LiveCursor(self.tick_time, self.tick_slot, st.symbol, st.strategy_name,
                                                           st.exchange_name))
 
