@@ -17,6 +17,7 @@ import engine as bk
 from engine.interval import MINUTE_MS
 
 FEED_LINES = 200
+SEEN_EVENTS = 20_000          # event ids remembered to drop repeats
 
 
 @dataclass
@@ -91,6 +92,18 @@ class LiveBoard:
     last_time: int = 0
     version: int = 0              # bumped on every change; the view redraws what changed
     lines: int = 0                # feed lines ever added (FeedLine.seq)
+    # Event ids applied: a run restarted after a crash delivers the events of its last change
+    # again (at least once), and a repeat must not count a close or log a line twice.
+    seen: dict[str, None] = field(default_factory=dict)
+
+    def _first(self, event_id: str) -> bool:
+        """Whether this is the first time the event comes (remembers the newest SEEN_EVENTS)."""
+        if event_id in self.seen:
+            return False
+        self.seen[event_id] = None
+        if len(self.seen) > SEEN_EVENTS:
+            del self.seen[next(iter(self.seen))]
+        return True
 
     @property
     def unrealised(self) -> float:
@@ -112,6 +125,8 @@ class LiveBoard:
         action = tick.action
         if action == "idle":
             self._touch(tick.created_at)
+            return
+        if action in ("scheduled", "opened", "closed", "cancelled") and not self._first(tick.event_id):
             return
         if action == "scheduled" or (action == "active" and tick.signal.pending_at is None):
             await_minutes = bk.get_config().CC_SCHEDULE_AWAIT_MINUTES
@@ -147,9 +162,8 @@ class LiveBoard:
     def apply_history(self, closed: list[Any]) -> None:
         """Closes made before this console started (the state dir's history): the closed-trades
         table and the per-run figures count them; the P&L line and the log are this session's."""
-        seen = {t.signal.id for trades in self.closed.values() for t in trades}
         for tick in closed:
-            if tick.signal.id not in seen:
+            if self._first(tick.event_id):
                 self.closed.setdefault((tick.symbol, tick.strategy_name), []).append(tick)
         for trades in self.closed.values():
             trades.sort(key=lambda t: t.close_timestamp)
@@ -166,6 +180,8 @@ class LiveBoard:
     def apply_milestone(self, kind: str, event: bk.PartialEvent) -> None:
         """One short line (the feed does not wrap), the level first: ``40% TP BTCUSDT sma_cross``;
         the level also goes on the position's chart."""
+        if not self._first(f"{event.signal.id}:{kind}:{event.level}"):   # its event_id, kind given here
+            return
         target = "TP" if kind == "profit" else "SL"
         self._add(self.milestones, event.timestamp, f"{event.level}% {target} {event.symbol} {event.strategy_name}",
                   kind)

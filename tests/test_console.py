@@ -483,3 +483,25 @@ async def test_pane_borders_stand_out_on_both_themes(seeded_store, tmp_path):
             background = app.screen.styles.background
             border = background + pane.styles.border_top[1]       # the border's colour over what is behind
             assert contrast(border, pane.styles.background) > 1.6, (theme, border, pane.styles.background)
+
+
+def test_the_board_counts_an_event_delivered_again_after_a_restart_once():
+    """A run restarted after a crash delivers the events of its last change again (same event id):
+    the closed-trades table, the P&L summary, the log and the milestone feed take each once."""
+    from console.board import LiveBoard
+    row = bk.SignalRow(id="r1", position="long", price_open=100.0, price_take_profit=110.0, price_stop_loss=95.0,
+                       symbol="BTCUSDT", strategy_name="sma_cross", exchange_name="replay", pending_at=60_000)
+    opened = bk.TickOpened("BTCUSDT", "sma_cross", "replay", "", 100.0, False, 60_000, row)
+    milestone = bk.PartialEvent(symbol="BTCUSDT", strategy_name="sma_cross", signal=row, level=10, percent=12.0,
+                                current_price=101.2, backtest=False, timestamp=120_000, kind="profit")
+    closed = bk.TickClosed("BTCUSDT", "sma_cross", "replay", "", 110.0, False, 180_000, row, "take_profit", 180_000,
+                           bk.to_profit_loss(row, 110.0))
+    board = LiveBoard()
+    for _ in range(2):
+        board.apply_tick(opened)
+        board.apply_milestone("profit", milestone)
+        board.apply_tick(closed)
+    board.apply_history([closed])
+    assert board.summary.closed == 1 and len(board.closed[("BTCUSDT", "sma_cross")]) == 1
+    assert len(board.milestones) == 1
+    assert [line.text.split()[0] for line in board.log] == ["opened", "+9.57%"]
