@@ -280,7 +280,8 @@ def test_a_replay_that_starts_the_minute_after_the_saved_run_continues_it(tmp_pa
     state = tmp_path / "state"
     first = btk("live", "sma_cross", "--speed", "0", "--from", "2023-03-10", "--to", "2023-03-10T08:00", "--quiet",
                 "--state-dir", str(state), home=tmp_path)
-    assert first.returncode == 0 and " OPENED " in first.stderr.splitlines()[-2]    # still open at the end
+    assert first.returncode == 0 and " OPENED " in first.stderr.splitlines()[-3]    # still open at the end
+    assert "the replay ended at 2023-03-10T08:00Z with an open position" in first.stderr.splitlines()[-2]
     go_on = btk("live", "sma_cross", "--speed", "0", "--from", "2023-03-10T08:01", "--to", "2023-03-10T10:00",
                 "--quiet", "--state-dir", str(state), home=tmp_path)
     assert go_on.returncode == 0, go_on.stderr

@@ -107,10 +107,11 @@ async def test_a_burst_of_milestones_while_away_shows_its_newest_lines_and_count
     app = await make_app_async(seeded_store, tmp_path / "state")
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("4")
-        signal = _signal("b1", "BTCUSDT", "sma_cross", "long", 22000.0, 22440.0, 21780.0, T0, T0)
         burst = 150
+        signals = [_signal(f"b{i}", "BTCUSDT", "sma_cross", "long", 22000.0, 22440.0, 21780.0, T0, T0)
+                   for i in range(burst)]      # each its own event (a repeat would be dropped)
         app.bridge.apply(EventBatch(events=[
-            Milestone("profit", bk.PartialEvent(symbol="BTCUSDT", strategy_name="sma_cross", signal=signal,
+            Milestone("profit", bk.PartialEvent(symbol="BTCUSDT", strategy_name="sma_cross", signal=signals[i],
                                                 level=10, percent=float(i), current_price=22000.0 + i,
                                                 backtest=False, timestamp=T0 + i * 60_000))
             for i in range(burst)]))
