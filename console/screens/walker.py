@@ -140,6 +140,9 @@ class WalkerScreen(BtkScreen):
             if not message.stopped:
                 self.query_one("#wk-progress", ProgressBar).update(progress=100)
         self.on_engine()
+        board = self.query_one("#wk-board", DataTable)
+        if board.row_count:
+            board.move_cursor(row=0)     # the final ranking opens on its best, wherever the cursor was
 
     def on_engine(self, update: EngineUpdate | None = None) -> None:
         if update is not None and not update.walker:
