@@ -9,7 +9,7 @@ from pathlib import Path
 
 import engine as bk
 import strategies
-from engine.exchange.bundled import BUNDLED, StoreExchange, ensure_seeded
+from engine.exchange.bundled import BUNDLED, add_store_exchange, ensure_seeded
 from engine.exchange.replay import REPLAY
 from engine.interval import MINUTE_MS
 from engine.log import get_logger
@@ -38,7 +38,7 @@ async def open_workspace(store_path: Path | None = None, load: list[str] | None 
                                  "replay's (`btk data delete --exchange %s`, then import them under another)",
                                  name, name)
         elif name not in registered:
-            bk.add_exchange(name, StoreExchange(name, path).get_candles, note=f"candle store {path}")
+            add_store_exchange(name, path)
     strategies.register_all(shared_risk=True)
     register_sample_walkers(stored)
     for file in load or []:

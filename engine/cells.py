@@ -24,7 +24,7 @@ import msgspec
 from .config import get_config, reset_config, set_config
 from .events import bus
 from .log import describe_error
-from .exchange.bundled import StoreExchange
+from .exchange.bundled import StoreExchange, add_store_exchange
 from .registry import StrategySchema, get_exchange, get_frame, get_risk, get_strategy
 from .stats import BacktestStatistics, backtest_statistics
 
@@ -256,8 +256,7 @@ def _prepare_worker(cell: Cell) -> None:
 
     s, ex = cell.strategy, cell.exchange
     # Import first: a user file may register things as it loads; the clean registry comes after.
-    get_candles = StoreExchange(ex.exchange_name, ex.store_path).get_candles if ex.store_path is not None \
-        else resolve(ex.get_candles)  # type: ignore[arg-type]
+    get_candles = None if ex.store_path is not None else resolve(ex.get_candles)  # type: ignore[arg-type]
     validations = {risk.risk_name: [{"validate": resolve(ref), "note": note} for ref, note in risk.validations]
                    for risk in s.risks}
     factory = resolve(s.factory) if s.factory is not None else None
@@ -267,7 +266,10 @@ def _prepare_worker(cell: Cell) -> None:
     reset_risks()
     reset_config()
     set_config(unsafe=True, **cell.config)
-    registry.add_exchange(ex.exchange_name, get_candles)
+    if ex.store_path is not None:
+        add_store_exchange(ex.exchange_name, ex.store_path)
+    else:
+        registry.add_exchange(ex.exchange_name, get_candles)
     registry.add_frame(cell.frame_name, start=cell.start, end=cell.end, interval=cell.frame_interval)
     for risk_name, checks in validations.items():
         registry.add_risk(risk_name, validations=checks)

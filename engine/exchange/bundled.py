@@ -20,12 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
+import engine.registry as registry
+
 from ..interval import MINUTE_MS, interval_ms, iso, to_ms
 from ..persistence.candles import connect, get_meta, import_candles, last_before, read_candle_file, read_range, series_summary, set_meta
 from ..types import Candles
 from .errors import CandlesUnavailable
 
 BUNDLED = "bundled"
+# A store exchange answers a whole backtest in one request: its candles are local, and one read of
+# a few column blocks is far cheaper than a thousand-candle chunk each (each its own query).
+STORE_CANDLES_PER_REQUEST = 1 << 30
 # symbol -> file in engine/data (bump SEED_VERSION when the files change)
 BUNDLED_FILES = {"BTCUSDT": "binanceus_BTCUSDT_1m.csv.gz", "ETHBTC": "bittrex_ETHBTC_1m.csv.gz",
                  "LTCBTC": "bittrex_LTCBTC_1m.csv.gz"}
@@ -46,6 +51,14 @@ async def ensure_seeded(store_path: str | os.PathLike[str]) -> bool:
         return True
     finally:
         await db.close()
+
+
+def add_store_exchange(name: str, store_path: str | os.PathLike[str], note: str = "") -> StoreExchange:
+    """Register store exchange ``name`` (its candles in the store at ``store_path``)."""
+    exchange = StoreExchange(name, store_path)
+    registry.add_exchange(name, exchange.get_candles, note=note or f"candle store {store_path}",
+                          candles_per_request=STORE_CANDLES_PER_REQUEST)
+    return exchange
 
 
 class StoreExchange:

@@ -25,7 +25,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ..interval import INTERVAL_MINUTES, interval_ms
-from ..persistence.candles import connect, default_store_path, summaries
+from ..persistence.candles import connect, default_store_path, last_before, summaries
 from .bundled import BUNDLED, StoreExchange, ensure_seeded
 from .errors import CandlesUnavailable
 
@@ -153,10 +153,8 @@ class ExchangeSimulator:
             stored = [s for s in await summaries(db) if s.exchange == self.exchange and s.interval == "1m"]
             markets = []
             for s in stored:
-                async with db.execute("SELECT close FROM candles WHERE exchange=? AND symbol=? AND interval='1m' "
-                                      "AND ts=?", (self.exchange, s.symbol, s.last)) as cur:
-                    row = await cur.fetchone()
-                markets.append(_market(s.symbol, float(row[0]) if row else 1.0))
+                close = await last_before(db, self.exchange, s.symbol, "1m", s.last + 1)
+                markets.append(_market(s.symbol, close if close is not None else 1.0))
         finally:
             await db.close()
         return web.json_response({"timezone": "UTC", "serverTime": int(time.time() * 1000),

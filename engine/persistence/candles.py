@@ -1,8 +1,17 @@
 """SQLite candle store (aiosqlite, WAL): import, read, summarise.
 
-One table keyed by (exchange, symbol, interval, ts). Imports are all or
-nothing: a file with one bad row imports no row, and a row already stored is
-never overwritten (a conflicting value is reported, the stored one kept).
+Candles are stored by series (exchange, symbol, interval) in column blocks: each row of
+``candle_blocks`` holds up to ``BLOCK_ROWS`` consecutive stored candles as six packed arrays
+(timestamps int64, then open, high, low, close, volume float64), with its first and last
+timestamp; ``series`` keeps each series' first, last and row count. A read of a million candles
+is then a few dozen blobs turned into numpy views (tens of milliseconds), not a million Python
+rows, and a summary is one row. Blocks of a series never overlap.
+
+Imports are all or nothing: a file with one bad row imports no row, and a row already stored is
+never overwritten (a conflicting value is reported, the stored one kept). An import rewrites only
+the blocks its candles fall in (and the last short one before them, so appends stay compact).
+A store written by an older btk (one SQL row per candle) is converted on first open, in one
+transaction, candle for candle.
 """
 
 from __future__ import annotations
@@ -25,13 +34,19 @@ from ..interval import interval_ms as step_of
 from ..types import Candles
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS candles (
-    exchange TEXT NOT NULL, symbol TEXT NOT NULL, interval TEXT NOT NULL, ts INTEGER NOT NULL,
-    open REAL NOT NULL, high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL, volume REAL NOT NULL,
-    PRIMARY KEY (exchange, symbol, interval, ts)
+CREATE TABLE IF NOT EXISTS series (
+    exchange TEXT NOT NULL, symbol TEXT NOT NULL, interval TEXT NOT NULL,
+    first INTEGER NOT NULL, last INTEGER NOT NULL, rows INTEGER NOT NULL,
+    PRIMARY KEY (exchange, symbol, interval)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS candle_blocks (
+    exchange TEXT NOT NULL, symbol TEXT NOT NULL, interval TEXT NOT NULL,
+    first INTEGER NOT NULL, last INTEGER NOT NULL, rows INTEGER NOT NULL, data BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS candle_blocks_by_series ON candle_blocks (exchange, symbol, interval, first);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+BLOCK_ROWS = 1 << 16
 CSV_HEADER = ["timestamp_ms", "open", "high", "low", "close", "volume"]
 # Spans over stored data (default backtest frame, replay start) begin this long after the first
 # candle, so indicators have history.
@@ -72,8 +87,8 @@ class StoreError(RuntimeError):
 
 
 async def connect(path: str | os.PathLike[str]) -> aiosqlite.Connection:
-    """Open the store (creating it), or raise ``StoreError`` naming the file; a connection that
-    fails half-way is closed (an open one would keep the process alive)."""
+    """Open the store (creating it, converting an older one), or raise ``StoreError`` naming the
+    file; a connection that fails half-way is closed (an open one would keep the process alive)."""
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(str(path), timeout=30)
@@ -83,6 +98,7 @@ async def connect(path: str | os.PathLike[str]) -> aiosqlite.Connection:
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=NORMAL")
         await db.executescript(SCHEMA)
+        await _convert_rows(db)
     except sqlite3.DatabaseError as e:
         await db.close()
         raise StoreError(f"{path} is not a btk candle store ({e}): move it aside, or give another with --store "
@@ -91,6 +107,81 @@ async def connect(path: str | os.PathLike[str]) -> aiosqlite.Connection:
         await db.close()
         raise
     return db
+
+
+async def _convert_rows(db: aiosqlite.Connection) -> None:
+    """An older store kept one SQL row per candle in ``candles``: move each series into blocks."""
+    async with db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='candles'") as cur:
+        if await cur.fetchone() is None:
+            return
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        async with db.execute("SELECT DISTINCT exchange, symbol, interval FROM candles") as cur:
+            keys = await cur.fetchall()
+        for exchange, symbol, interval in keys:
+            async with db.execute("SELECT ts, open, high, low, close, volume FROM candles WHERE exchange=? AND "
+                                  "symbol=? AND interval=? ORDER BY ts", (exchange, symbol, interval)) as cur:
+                rows = np.array(await cur.fetchall(), dtype=np.float64).reshape(-1, 6)
+            if len(rows):
+                columns = (rows[:, 0].astype(np.int64), *rows[:, 1:].T)
+                await _write_blocks(db, (exchange, symbol, interval), columns)
+                await _set_series(db, (exchange, symbol, interval))
+        await db.execute("DROP TABLE candles")
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+
+
+Series = tuple[str, str, str]          # (exchange, symbol, interval)
+Columns = tuple[np.ndarray, ...]       # ts int64, open, high, low, close, volume float64
+_FLOAT = np.dtype("<f8")
+_INT = np.dtype("<i8")
+
+
+def _pack(columns: Columns) -> bytes:
+    ts, *values = columns
+    return ts.astype(_INT).tobytes() + b"".join(v.astype(_FLOAT).tobytes() for v in values)
+
+
+def _unpack(data: bytes, rows: int) -> Columns:
+    """A block's six columns: read-only views of ``data`` (no copy)."""
+    ts = np.frombuffer(data, dtype=_INT, count=rows)
+    return (ts, *(np.frombuffer(data, dtype=_FLOAT, count=rows, offset=8 * rows * k) for k in range(1, 6)))
+
+
+async def _blocks(db: aiosqlite.Connection, key: Series, where: str = "", args: tuple = (),
+                  order: str = "ORDER BY first") -> list[Columns]:
+    sql = "SELECT rows, data FROM candle_blocks WHERE exchange=? AND symbol=? AND interval=?"
+    async with db.execute(f"{sql} {where} {order}", (*key, *args)) as cur:
+        return [_unpack(data, rows) for rows, data in await cur.fetchall()]
+
+
+def _joined(blocks: list[Columns]) -> Columns:
+    if len(blocks) == 1:
+        return blocks[0]
+    if not blocks:
+        return (np.empty(0, _INT), *(np.empty(0, _FLOAT) for _ in range(5)))
+    return tuple(np.concatenate([b[k] for b in blocks]) for k in range(6))
+
+
+async def _write_blocks(db: aiosqlite.Connection, key: Series, columns: Columns) -> None:
+    ts = columns[0]
+    for a in range(0, len(ts), BLOCK_ROWS):
+        part = tuple(col[a:a + BLOCK_ROWS] for col in columns)
+        await db.execute("INSERT INTO candle_blocks VALUES (?,?,?,?,?,?,?)",
+                         (*key, int(part[0][0]), int(part[0][-1]), len(part[0]), _pack(part)))
+
+
+async def _set_series(db: aiosqlite.Connection, key: Series) -> None:
+    """The series row from its blocks (or none when it has none)."""
+    async with db.execute("SELECT MIN(first), MAX(last), SUM(rows) FROM candle_blocks WHERE exchange=? AND "
+                          "symbol=? AND interval=?", key) as cur:
+        first, last, rows = await cur.fetchone()  # type: ignore[misc]
+    if rows:
+        await db.execute("INSERT OR REPLACE INTO series VALUES (?,?,?,?,?,?)", (*key, first, last, rows))
+    else:
+        await db.execute("DELETE FROM series WHERE exchange=? AND symbol=? AND interval=?", key)
 
 
 def read_candle_file(path: str | os.PathLike[str], *, interval: str = "1m") -> Candles:
@@ -154,53 +245,84 @@ def read_candle_file(path: str | os.PathLike[str], *, interval: str = "1m") -> C
 
 async def import_candles(db: aiosqlite.Connection, exchange: str, symbol: str, interval: str,
                          candles: Candles) -> ImportResult:
-    """Insert in one transaction; keep every stored row as it is."""
-    ts, o, h, l, c, v = (col.tolist() for col in candles.columns())
+    """Add ``candles`` (ascending, unique timestamps) in one transaction; keep every stored row."""
+    key = (exchange, symbol, interval)
+    new = tuple(np.asarray(col) for col in candles.columns())
+    if not len(new[0]):
+        return ImportResult(0, 0, 0, 0)
+    first, last = int(new[0][0]), int(new[0][-1])
     await db.execute("BEGIN IMMEDIATE")
     try:
-        existing: dict[int, tuple[float, ...]] = {}
+        # The blocks the new candles fall in, and the short block just before them (appends stay compact).
         async with db.execute(
-            "SELECT ts, open, high, low, close, volume FROM candles WHERE exchange=? AND symbol=? AND interval=? "
-            "AND ts BETWEEN ? AND ?", (exchange, symbol, interval, ts[0], ts[-1])) as cur:
-            async for row in cur:
-                existing[row[0]] = tuple(row[1:])
-        fresh = [(exchange, symbol, interval, t, *vals) for t, *vals in zip(ts, o, h, l, c, v) if t not in existing]
-        conflicts = sum(1 for t, *vals in zip(ts, o, h, l, c, v) if t in existing and tuple(vals) != existing[t])
-        await db.executemany("INSERT INTO candles VALUES (?,?,?,?,?,?,?,?,?)", fresh)
+                "SELECT first FROM candle_blocks WHERE exchange=? AND symbol=? AND interval=? AND first < ? "
+                "AND rows < ? ORDER BY first DESC LIMIT 1", (*key, first, BLOCK_ROWS)) as cur:
+            before = await cur.fetchone()
+        low = before[0] if before is not None else first
+        where = "AND last >= ? AND first <= ?"
+        stored = _joined(await _blocks(db, key, where, (low, last)))
+        ts = stored[0]
+        at = np.minimum(np.searchsorted(ts, new[0]), max(len(ts) - 1, 0))
+        dup = ts[at] == new[0] if len(ts) else np.zeros(len(new[0]), dtype=bool)
+        conflicts = 0
+        if dup.any():
+            j = at[dup]
+            same = np.ones(int(dup.sum()), dtype=bool)
+            for k in range(1, 6):
+                same &= stored[k][j] == new[k][dup]
+            conflicts = int((~same).sum())
+        fresh = ~dup
+        inserted = int(fresh.sum())
+        if inserted:
+            merged_ts = np.concatenate([ts, new[0][fresh]])
+            order = np.argsort(merged_ts, kind="stable")
+            merged = tuple(np.concatenate([stored[k], new[k][fresh]])[order] for k in range(6))
+            await db.execute(f"DELETE FROM candle_blocks WHERE exchange=? AND symbol=? AND interval=? {where}",
+                             (*key, low, last))
+            await _write_blocks(db, key, merged)
+            await _set_series(db, key)
         await db.commit()
     except BaseException:
         await db.rollback()
         raise
-    return ImportResult(rows_read=len(ts), inserted=len(fresh), already_stored=len(ts) - len(fresh),
+    return ImportResult(rows_read=len(new[0]), inserted=inserted, already_stored=len(new[0]) - inserted,
                         conflicts=conflicts)
 
 
 async def read_range(db: aiosqlite.Connection, exchange: str, symbol: str, interval: str,
                      since: int, until: int) -> Candles:
-    """Stored rows with ``since <= ts < until`` (no gap filling)."""
-    async with db.execute(
-        "SELECT ts, open, high, low, close, volume FROM candles WHERE exchange=? AND symbol=? AND interval=? "
-        "AND ts >= ? AND ts < ? ORDER BY ts", (exchange, symbol, interval, since, until)) as cur:
-        rows = await cur.fetchall()
-    if not rows:
-        return Candles.from_candles([])
-    arr = np.array(rows, dtype=np.float64)
-    return Candles.from_arrays(arr[:, 0].astype(np.int64), arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4], arr[:, 5])
+    """Stored candles with ``since <= ts < until`` (no gap filling), as read-only columns. Each
+    block is copied into the result as it arrives, so a long read holds the result and one block."""
+    key = (exchange, symbol, interval)
+    async with db.execute("SELECT COALESCE(SUM(rows), 0) FROM candle_blocks WHERE exchange=? AND symbol=? AND "
+                          "interval=? AND last >= ? AND first < ?", (*key, since, until)) as cur:
+        at_most = (await cur.fetchone())[0]  # type: ignore[index]
+    out = (np.empty(at_most, _INT), *(np.empty(at_most, _FLOAT) for _ in range(5)))
+    n = 0
+    async with db.execute("SELECT rows, data FROM candle_blocks WHERE exchange=? AND symbol=? AND interval=? AND "
+                          "last >= ? AND first < ? ORDER BY first", (*key, since, until)) as cur:
+        cur.iter_chunk_size = 1
+        async for rows, data in cur:
+            block = _unpack(data, rows)
+            a, b = np.searchsorted(block[0], [since, until])
+            for column, part in zip(out, block):
+                column[n:n + b - a] = part[a:b]
+            n += int(b - a)
+    return Candles.from_arrays(*(column[:n] for column in out))
 
 
 async def last_before(db: aiosqlite.Connection, exchange: str, symbol: str, interval: str, ts: int) -> float | None:
     """Close of the newest stored candle before ``ts`` (for filling a leading gap)."""
-    async with db.execute(
-        "SELECT close FROM candles WHERE exchange=? AND symbol=? AND interval=? AND ts < ? ORDER BY ts DESC LIMIT 1",
-        (exchange, symbol, interval, ts)) as cur:
-        row = await cur.fetchone()
-    return None if row is None else float(row[0])
+    blocks = await _blocks(db, (exchange, symbol, interval), "AND first < ?", (ts,), "ORDER BY first DESC LIMIT 1")
+    if not blocks:
+        return None
+    stamps, close = blocks[0][0], blocks[0][4]
+    return float(close[int(np.searchsorted(stamps, ts)) - 1])
 
 
 async def summaries(db: aiosqlite.Connection) -> list[SeriesSummary]:
-    async with db.execute(
-        "SELECT exchange, symbol, interval, MIN(ts), MAX(ts), COUNT(*) FROM candles "
-        "GROUP BY exchange, symbol, interval ORDER BY exchange, symbol, interval") as cur:
+    async with db.execute("SELECT exchange, symbol, interval, first, last, rows FROM series "
+                          "ORDER BY exchange, symbol, interval") as cur:
         rows = await cur.fetchall()
     out = []
     for exchange, symbol, interval, first, last, count in rows:
@@ -210,12 +332,12 @@ async def summaries(db: aiosqlite.Connection) -> list[SeriesSummary]:
 
 
 async def series_summary(db: aiosqlite.Connection, exchange: str, symbol: str, interval: str) -> SeriesSummary | None:
-    async with db.execute(
-        "SELECT MIN(ts), MAX(ts), COUNT(*) FROM candles WHERE exchange=? AND symbol=? AND interval=?",
-        (exchange, symbol, interval)) as cur:
-        first, last, count = await cur.fetchone()  # type: ignore[misc]
-    if not count:
+    async with db.execute("SELECT first, last, rows FROM series WHERE exchange=? AND symbol=? AND interval=?",
+                          (exchange, symbol, interval)) as cur:
+        row = await cur.fetchone()
+    if row is None:
         return None
+    first, last, count = row
     return SeriesSummary(exchange, symbol, interval, first, last, count,
                          (last - first) // step_of(interval) + 1 - count)
 
@@ -227,8 +349,10 @@ async def delete_candles(db: aiosqlite.Connection, exchange: str, symbol: str | 
         where, args = where + " AND symbol=?", args + [symbol]
     await db.execute("BEGIN IMMEDIATE")
     try:
-        cursor = await db.execute(f"DELETE FROM candles WHERE {where}", args)
-        deleted = cursor.rowcount
+        async with db.execute(f"SELECT COALESCE(SUM(rows), 0) FROM series WHERE {where}", args) as cur:
+            deleted = (await cur.fetchone())[0]  # type: ignore[index]
+        await db.execute(f"DELETE FROM candle_blocks WHERE {where}", args)
+        await db.execute(f"DELETE FROM series WHERE {where}", args)
         await db.commit()
     except BaseException:
         await db.rollback()
