@@ -72,7 +72,8 @@ def register_sample_walkers(stored) -> None:
             start = max(s.first for s in pair) + 120 * MINUTE_MS     # two hours for the slowest average
             bk.add_frame("bundled-2018", start=start, end=min(s.last for s in pair) - MINUTE_MS,
                          note="bundled ETHBTC and LTCBTC, January 2018")
-        names = bk.add_sweep("sma_cross", sma_cross.make_signal, SWEEP_GRID, where=lambda p: p["fast"] < p["slow"])
+        names = bk.add_sweep("sma_cross", sma_cross.make_signal, SWEEP_GRID, where=lambda p: p["fast"] < p["slow"],
+                             signals_factory=sma_cross.make_signals)
         bk.add_walker("sma_sweep", exchange_name=BUNDLED, frame_name="bundled-2018", strategies=names,
                       symbols=["ETHBTC", "LTCBTC"], note="SMA crossover parameter sweep, ranked by Sharpe ratio")
 

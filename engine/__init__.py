@@ -12,8 +12,9 @@ from .context import get_date, get_mode
 from .events import (
     drain_events, listen_backtest_progress, listen_done_backtest, listen_done_backtest_once, listen_done_live,
     listen_done_live_once, listen_done_walker, listen_done_walker_once, listen_error, listen_exit,
-    listen_partial_loss, listen_partial_loss_once, listen_partial_profit, listen_partial_profit_once,
-    listen_performance, listen_risk, listen_risk_once, listen_signal, listen_signal_backtest,
+    listen_partial_loss, listen_partial_loss_live, listen_partial_loss_once, listen_partial_profit,
+    listen_partial_profit_live, listen_partial_profit_once,
+    listen_performance, listen_risk, listen_risk_live, listen_risk_once, listen_signal, listen_signal_backtest,
     listen_signal_backtest_once, listen_signal_live, listen_signal_live_once, listen_signal_once,
     listen_validation, listen_walker, listen_walker_complete, listen_walker_once, listen_walker_progress,
 )

@@ -54,6 +54,8 @@ class StrategySpec(msgspec.Struct, frozen=True):
     factory: Ref | None = None                # ...or factory(**params) (a sweep)
     params: dict[str, Any] | None = None
     risks: tuple[RiskSpec, ...] = ()
+    get_signals: Ref | None = None            # the vectorised twin, likewise (None: per frame)
+    signals_factory: Ref | None = None
 
 
 class ExchangeSpec(msgspec.Struct, frozen=True):
@@ -90,6 +92,7 @@ class CellResult(msgspec.Struct, frozen=True):
     error: str | None = None
     seconds: float = 0.0
     cached: bool = False
+    vectorised: bool = False                  # the cell ran on the strategy's get_signals
 
 
 class NotPortable(ValueError):
@@ -158,10 +161,16 @@ def strategy_spec(schema: StrategySchema, *, portable: bool) -> StrategySpec:
         raise NotPortable(f"strategy {name!r}: its {what} ({source!r}) cannot be imported by a worker process "
                           "(a lambda, a closure or a method); define it at module level or register it with "
                           "add_sweep, or use executor inline")
+    # The vectorised twin travels too when a worker can import it (else the worker runs per frame:
+    # the same results, slower).
+    twin = schema.signals_factory if schema.signals_factory is not None else schema.get_signals
+    twin_ref = ref_of(twin) if twin is not None else None
     return StrategySpec(
-        strategy_name=name, interval=schema.interval, code=_fingerprint(source),
+        strategy_name=name, interval=schema.interval, code=_fingerprint(source, *([twin] if twin else [])),
         get_signal=ref if schema.factory is None else None, factory=ref if schema.factory is not None else None,
-        params=schema.params, risks=tuple(risks))
+        params=schema.params, risks=tuple(risks),
+        get_signals=twin_ref if schema.signals_factory is None else None,
+        signals_factory=twin_ref if schema.signals_factory is not None else None)
 
 
 def exchange_spec(exchange_name: str, *, portable: bool) -> ExchangeSpec:
@@ -201,7 +210,7 @@ async def run_cell_async(cell: Cell) -> CellResult:
         return CellResult(cell.strategy.strategy_name, cell.symbol, cell.key, error=describe_error(exc),
                           seconds=time.perf_counter() - started)
     return CellResult(cell.strategy.strategy_name, cell.symbol, cell.key, stats=backtest_statistics(state.closed),
-                      seconds=time.perf_counter() - started)
+                      seconds=time.perf_counter() - started, vectorised=bool(state.vectorised))
 
 
 def run_cell(cell: Cell) -> CellResult:
@@ -261,6 +270,9 @@ def _prepare_worker(cell: Cell) -> None:
                    for risk in s.risks}
     factory = resolve(s.factory) if s.factory is not None else None
     get_signal = factory(**(s.params or {})) if factory is not None else resolve(s.get_signal)  # type: ignore[arg-type]
+    signals_factory = resolve(s.signals_factory) if s.signals_factory is not None else None
+    get_signals = signals_factory(**(s.params or {})) if signals_factory is not None else \
+        resolve(s.get_signals) if s.get_signals is not None else None
     # Each cell in a worker is a backtest on its own: a clean registry with just what it names.
     registry.clear_registry()
     reset_risks()
@@ -274,4 +286,4 @@ def _prepare_worker(cell: Cell) -> None:
     for risk_name, checks in validations.items():
         registry.add_risk(risk_name, validations=checks)
     registry.add_strategy(s.strategy_name, get_signal, interval=s.interval, risk_list=list(validations),
-                          factory=factory, params=s.params)
+                          factory=factory, params=s.params, get_signals=get_signals, signals_factory=signals_factory)

@@ -59,18 +59,20 @@ def start_coroutine(coro: Any) -> tuple[bool, Any]:
 
 
 class _Listener:
-    __slots__ = ("bus", "channel", "fn", "predicate", "once", "pending", "busy", "closed")
+    __slots__ = ("bus", "channel", "fn", "predicate", "once", "backtest", "pending", "busy", "closed")
 
     def __init__(self, bus: EventBus, channel: Channel, fn: Handler,
-                 predicate: Callable[[Any], bool] | None, once: bool):
+                 predicate: Callable[[Any], bool] | None, once: bool, backtest: bool | None = None):
         self.bus, self.channel, self.fn = bus, channel, fn
-        self.predicate, self.once = predicate, once
+        self.predicate, self.once, self.backtest = predicate, once, backtest
         self.pending: deque[Any] = deque()
         self.busy = False
         self.closed = False
 
     def deliver(self, payload: Any) -> None:
         if self.closed:
+            return
+        if self.backtest is not None and payload.backtest != self.backtest:
             return
         if self.predicate is not None:
             try:
@@ -138,6 +140,12 @@ class Channel:
         """Whether an emitted event reaches anyone (a listener or a tap)."""
         return bool(self.listeners or self.taps)
 
+    def heard(self, backtest: bool) -> bool:
+        """Whether a listener hears this channel's events of backtests (``True``) or of live runs: a
+        listener subscribed for the other mode only does not (a console that shows live milestones
+        leaves its backtests on their fast path)."""
+        return any(listener.backtest is None or listener.backtest == backtest for listener in self.listeners)
+
     def emit(self, payload: Any) -> None:
         kind = type(payload)
         taps = self._taps_by_type.get(kind)
@@ -162,12 +170,13 @@ class Channel:
             self.bus.generation += 1
 
     def subscribe(self, fn: Handler, predicate: Callable[[Any], bool] | None = None,
-                  once: bool = False) -> Unsubscribe:
+                  once: bool = False, backtest: bool | None = None) -> Unsubscribe:
+        """``backtest``: only events of backtests (True) or of live runs (False); None: both."""
         if not callable(fn):
             raise TypeError(f"listen: {fn!r} is not callable")
         if predicate is not None and not callable(predicate):
             raise TypeError(f"listen: filter {predicate!r} is not callable")
-        listener = _Listener(self.bus, self, fn, predicate, once)
+        listener = _Listener(self.bus, self, fn, predicate, once, backtest)
         self.listeners.append(listener)
         self.bus.generation += 1
         return listener.unsubscribe
@@ -260,11 +269,12 @@ class Timings:
         self.durations_ms = []
 
 
-def _listen(channel: str) -> Callable[[Handler], Unsubscribe]:
+def _listen(channel: str, backtest: bool | None = None, name: str | None = None) -> Callable[[Handler], Unsubscribe]:
     def listen(fn: Handler) -> Unsubscribe:
-        return getattr(bus, channel).subscribe(fn)
-    listen.__name__ = f"listen_{channel}"
-    listen.__doc__ = f"Call ``fn`` with every ``{channel}`` event; returns an unsubscribe function."
+        return getattr(bus, channel).subscribe(fn, backtest=backtest)
+    mode = "" if backtest is None else " of backtests" if backtest else " of live runs"
+    listen.__name__ = name or f"listen_{channel}"
+    listen.__doc__ = f"Call ``fn`` with every ``{channel}`` event{mode}; returns an unsubscribe function."
     return listen
 
 
@@ -297,6 +307,10 @@ listen_partial_profit = _listen("partial_profit")
 listen_partial_profit_once = _listen_once("partial_profit")
 listen_partial_loss = _listen("partial_loss")
 listen_partial_loss_once = _listen_once("partial_loss")
+# Milestones and rejections of live runs only: a listener of these leaves backtests on their fast path.
+listen_partial_profit_live = _listen("partial_profit", False, "listen_partial_profit_live")
+listen_partial_loss_live = _listen("partial_loss", False, "listen_partial_loss_live")
+listen_risk_live = _listen("risk", False, "listen_risk_live")
 listen_risk = _listen("risk")
 listen_risk_once = _listen_once("risk")
 listen_validation = _listen("validation")

@@ -119,8 +119,10 @@ class StrategySchema(msgspec.Struct, frozen=True):
     # Set by add_sweep: get_signal is factory(**params), which is how a worker process rebuilds it.
     factory: Callable | None = None
     params: dict[str, Any] | None = None
-    # Optional: entry signals for a whole backtest frame at once (engine/vectorised.py).
+    # Optional: entry signals for a whole backtest frame at once (engine/vectorised.py); a sweep's
+    # is signals_factory(**params).
     get_signals: Callable | None = None
+    signals_factory: Callable | None = None
 
     @property
     def risk_names(self) -> tuple[str, ...]:
@@ -269,11 +271,12 @@ def add_frame(frame_name: str, *, start: datetime | int, end: datetime | int, in
 def add_strategy(strategy_name: str, get_signal: Callable, *, interval: str = "1m", risk_name: str | None = None,
                  risk_list: Sequence[str] = (), callbacks: Any = None, note: str = "",
                  factory: Callable | None = None, params: dict[str, Any] | None = None,
-                 get_signals: Callable | None = None) -> None:
+                 get_signals: Callable | None = None, signals_factory: Callable | None = None) -> None:
     """Register a strategy: ``get_signal(symbol, when: datetime) -> SignalDto | None`` (sync or async).
     ``get_signals(symbol, frame: SignalFrame) -> Signals``, if given, computes the same entries for
     a whole backtest frame at once (see engine/vectorised.py); backtests then use it.
-    ``factory`` / ``params`` record that ``get_signal = factory(**params)`` (see ``add_sweep``)."""
+    ``factory`` / ``params`` record that ``get_signal = factory(**params)`` (see ``add_sweep``), and
+    ``signals_factory`` that ``get_signals = signals_factory(**params)``."""
     name = _name("strategy", strategy_name, _strategies, "strategy_name")
     if risk_name is not None and (not isinstance(risk_name, str) or not risk_name):
         raise ValueError(f"add_strategy {name!r}: risk_name must be a non-empty string or None")
@@ -286,6 +289,7 @@ def add_strategy(strategy_name: str, get_signal: Callable, *, interval: str = "1
         callbacks=_callbacks("strategy", name, callbacks, StrategyCallbacks), note=_note("strategy", name, note),
         factory=factory, params=dict(params) if params is not None else None,
         get_signals=_callable("strategy", name, "get_signals", get_signals, required=False),
+        signals_factory=signals_factory,
     )
 
 

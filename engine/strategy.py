@@ -276,7 +276,7 @@ class ClientStrategy:
         if bus.signal.listeners or self._signal_channel.listeners:  # type: ignore[attr-defined]
             return None
         profit, loss = bus.partial_profit, bus.partial_loss  # type: ignore[attr-defined]
-        if profit.listeners or loss.listeners:
+        if profit.heard(True) or loss.heard(True):
             return None
         if not profit.taps and not loss.taps:
             return ()
@@ -605,7 +605,7 @@ class ClientStrategy:
         cb = self.callbacks
         per_candle = cb.on_active or cb.on_partial_profit or cb.on_partial_loss
         profit_channel, loss_channel = bus.partial_profit, bus.partial_loss  # type: ignore[attr-defined]
-        if not per_candle and not profit_channel.listeners and not loss_channel.listeners:
+        if not per_candle and not profit_channel.heard(self.backtest) and not loss_channel.heard(self.backtest):
             if not profit_channel.taps and not loss_channel.taps:
                 return
             digests = _digest_recorders(profit_channel.taps, loss_channel.taps)

@@ -2,9 +2,11 @@
 
 ``add_sweep("sma_cross", make_signal, {"fast": [10, 20], "slow": [40, 50]})`` registers
 ``sma_cross[fast=10,slow=40]``, ``sma_cross[fast=10,slow=50]``, ... (the grid's key order,
-every combination), each with ``get_signal = make_signal(**params)``, and returns the
-names in that order, ready for a walker. The factory and parameters are kept on the
-strategy, so a worker process rebuilds the same strategy from its module path.
+every combination), each with ``get_signal = make_signal(**params)`` (and, given
+``signals_factory``, ``get_signals = signals_factory(**params)``: backtests of the sweep then
+take the vectorised path), and returns the names in that order, ready for a walker. The
+factories and parameters are kept on the strategy, so a worker process rebuilds the same
+strategy from their module paths.
 """
 
 from __future__ import annotations
@@ -33,12 +35,15 @@ def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
 
 def add_sweep(base_name: str, factory: Callable[..., Callable], grid: Mapping[str, Sequence[Any]], *,
               interval: str = "1m", risk_name: str | None = None, risk_list: Sequence[str] = (),
-              where: Callable[[dict[str, Any]], bool] | None = None, note: str = "") -> list[str]:
+              where: Callable[[dict[str, Any]], bool] | None = None, note: str = "",
+              signals_factory: Callable[..., Callable] | None = None) -> list[str]:
     """Register one strategy per grid point (``where`` may skip points, e.g. ``fast < slow``)."""
     if not isinstance(base_name, str) or not base_name:
         raise ValueError("add_sweep: base_name must be a non-empty string")
     if not callable(factory):
         raise ValueError(f"add_sweep {base_name!r}: factory must be callable, got {factory!r}")
+    if signals_factory is not None and not callable(signals_factory):
+        raise ValueError(f"add_sweep {base_name!r}: signals_factory must be callable, got {signals_factory!r}")
     if not isinstance(grid, Mapping) or not grid:
         raise ValueError(f"add_sweep {base_name!r}: grid must be a non-empty mapping of parameter -> values")
     for key, values in grid.items():
@@ -57,11 +62,12 @@ def add_sweep(base_name: str, factory: Callable[..., Callable], grid: Mapping[st
     for params in points:
         try:
             get_signal = factory(**params)
+            get_signals = signals_factory(**params) if signals_factory is not None else None
         except TypeError as exc:
-            raise ValueError(f"add_sweep {base_name!r}: factory rejects {params}: {exc}") from exc
+            raise ValueError(f"add_sweep {base_name!r}: a factory rejects {params}: {exc}") from exc
         name = sweep_name(base_name, params)
         add_strategy(name, get_signal, interval=interval, risk_name=risk_name, risk_list=risk_list,
                      note=note or f"{base_name} with {', '.join(f'{k}={_show(v)}' for k, v in params.items())}",
-                     factory=factory, params=params)
+                     factory=factory, params=params, get_signals=get_signals, signals_factory=signals_factory)
         names.append(name)
     return names

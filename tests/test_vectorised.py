@@ -425,3 +425,21 @@ def test_samples_that_offer_both_paths_are_registered_with_both(seeded_store):
     strategies.register_all()
     schema = next(s for s in bk.list_strategies() if s.strategy_name == sma_cross.NAME)
     assert schema.get_signals is sma_cross.get_signals
+
+
+async def test_listeners_of_live_runs_only_leave_backtests_on_the_lane(seeded_store, monkeypatch):
+    """The console listens to live runs' milestones and rejections (listen_partial_*_live,
+    listen_risk_live): its backtests stay on the lane, and those listeners hear none of theirs."""
+    from engine.strategy import ClientStrategy
+    await open_workspace(seeded_store)
+    plain = plain_sma_cross()
+    heard = []
+    for listen in (bk.listen_partial_profit_live, bk.listen_partial_loss_live, bk.listen_risk_live):
+        listen(heard.append)
+    lane = []
+    original = ClientStrategy.open_planned
+    monkeypatch.setattr(ClientStrategy, "open_planned", lambda self, *a: lane.append(a[1]) or original(self, *a))
+    results, _ = await _backtest("BTCUSDT", plain, "bundled-btcusdt", vectorised=True, listen=False)
+    closed = [r for r in results if r.action == "closed"]
+    assert len(lane) == len(closed) > 20 and heard == []
+    assert (await bk.Partial.get_data("BTCUSDT", strategy_name=plain)).total_events > 50

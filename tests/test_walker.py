@@ -347,3 +347,23 @@ def test_a_walk_with_failed_cells_exits_1_and_its_json_shows_each_error(tmp_path
     assert "failed" in out.stderr and "Traceback" not in out.stderr
     every = btk("walker", "samples", "--symbol", "NOPE", home=tmp_path)
     assert every.returncode == 1 and every.stderr.count("\n") == 1, every.stderr
+
+
+async def test_a_sweep_with_its_vectorised_twin_runs_it_in_every_executor(store):
+    """add_sweep(..., signals_factory=make_signals): every cell, inline, in a process pool or on Dask,
+    backtests on get_signals (the fast path), with the per-frame sweep's exact results."""
+    setup_sweep(store)
+    _, per_frame = await walk(executor="inline", cache=False)
+    assert not any(r.vectorised for res in per_frame.values() for r in res.rows)
+    bk.clear_registry()
+    bk.add_exchange("bundled", StoreExchange("bundled", store).get_candles)
+    bk.add_frame("two-days", start=to_ms(datetime(2018, 1, 21, tzinfo=timezone.utc)),
+                 end=to_ms(datetime(2018, 1, 23, tzinfo=timezone.utc)))
+    names = bk.add_sweep("sma", sma_cross.make_signal, GRID, signals_factory=sma_cross.make_signals)
+    bk.add_walker("w", exchange_name="bundled", frame_name="two-days", strategies=names,
+                  symbols=["ETHBTC", "LTCBTC"])
+    for executor in ("inline", "process", "dask"):
+        _, results = await walk(executor=executor, cache=False, workers=2)
+        assert table(results) == table(per_frame), executor
+        rows = [r for sym, res in results.items() if sym != "*" for r in res.rows]
+        assert rows and all(r.vectorised for r in rows), executor

@@ -69,7 +69,7 @@ class RunState(msgspec.Struct):
     stop_requested: bool = False
     processed_frames: int = 0
     total_frames: int = 0
-    vectorised: bool | None = None    # None: vectorised when the strategy offers get_signals
+    vectorised: bool | None = None    # None: vectorised when the strategy offers get_signals (then: as run)
     orders: OrderCounts = msgspec.field(default_factory=OrderCounts)
     signal_calls: int = 0             # get_signal calls, and those that raised or timed out
     failed_signal_calls: int = 0
@@ -209,7 +209,8 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
     first_time = int(times[0])
     frame_step = interval_ms(frame.interval)
     table = None
-    if _vectorised(state, schema):
+    state.vectorised = _vectorised(state, schema)      # from here on: the path taken
+    if state.vectorised:
         # Rows before ``skip`` lack the history the strategy asks for: its warm-up, no signal there.
         skip, table = await _signal_table(schema, strategy, times, feed, state)
         strategy.signal_lookup = lambda when: table.at(row) if (row := (when - first_time) // frame_step - skip) >= 0 \

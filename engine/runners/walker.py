@@ -50,6 +50,7 @@ class WalkerRow(msgspec.Struct, frozen=True):
     error: str | None = None
     cached: bool = False
     seconds: float = 0.0
+    vectorised: bool = False         # the cell ran on the strategy's get_signals (else per frame)
 
 
 class WalkerResults(msgspec.Struct, frozen=True):
@@ -151,7 +152,7 @@ def rank(walker: WalkerSchema, symbol: str, results: dict[str, CellResult | None
         return WalkerRow(rank=position.get(name), strategy_name=name, metric_value=metric_value(stats, walker.metric),
                          total_signals=trades, below_gates=stats is not None and trades < MIN_TRADES_FOR_RATIOS,
                          stats=stats, error=r.error if r else "not run", cached=r.cached if r else False,
-                         seconds=r.seconds if r else 0.0)
+                         seconds=r.seconds if r else 0.0, vectorised=r.vectorised if r else False)
 
     all_rows = [row(name) for name in walker.strategies]
     # Ranked by value, then the ones without a value, then the failed / not run (each in walker order).

@@ -85,12 +85,12 @@ class EngineHost:
 
     async def start(self) -> None:
         """Listen to the engine, and read the markets and the runs saved in the state dir."""
-        live = (lambda e: not e.backtest)
+        # Live runs' milestones and rejections only: the console's backtests stay on their fast path.
         self._unsubscribe = [
             bus.signal_live.subscribe(self._on_tick),  # type: ignore[attr-defined]
-            bus.partial_profit.subscribe(lambda e: self._add(Milestone("profit", e)), live),  # type: ignore[attr-defined]
-            bus.partial_loss.subscribe(lambda e: self._add(Milestone("loss", e)), live),  # type: ignore[attr-defined]
-            bus.risk.subscribe(self._add, live),  # type: ignore[attr-defined]
+            bus.partial_profit.subscribe(lambda e: self._add(Milestone("profit", e)), backtest=False),  # type: ignore[attr-defined]
+            bus.partial_loss.subscribe(lambda e: self._add(Milestone("loss", e)), backtest=False),  # type: ignore[attr-defined]
+            bus.risk.subscribe(self._add, backtest=False),  # type: ignore[attr-defined]
             bus.error.subscribe(self._on_error),  # type: ignore[attr-defined]
             bus.backtest_progress.subscribe(self._on_backtest_progress),  # type: ignore[attr-defined]
             bus.walker.subscribe(self._on_walker_cell),  # type: ignore[attr-defined]
