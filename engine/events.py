@@ -161,6 +161,11 @@ class Channel:
             for listener in tuple(self.listeners):
                 listener.deliver(payload)
 
+    def notify(self, payload: Any) -> None:
+        """``emit`` to the listeners only: the taps record the same event another way (a batch)."""
+        for listener in tuple(self.listeners):
+            listener.deliver(payload)
+
     def tap(self, fn: Handler, kinds: tuple[type, ...] | None = None) -> None:
         """Attach an engine recorder (once); ``kinds``: the payload types it records (None: all)."""
         if fn not in self.taps:

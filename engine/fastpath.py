@@ -204,6 +204,9 @@ def active_extremes(series: Series, first: int, stop: int) -> tuple[float, float
     return float(window.min()), float(window.max())
 
 
+LEVEL_LIST = [int(level) for level in LEVELS]
+
+
 def levels_reached(percent: float) -> int:
     """How many milestone levels (10, 20, ... 100) a progress of ``percent`` reached."""
     return int(np.searchsorted(LEVELS, percent, side="right"))
@@ -225,6 +228,30 @@ def milestone_crossings(prices: np.ndarray, *, position: str, price_open: float,
         for level, idx in zip(LEVELS[:reached].tolist(), indices.tolist()):
             out.append((idx, kind, int(level), float(percent[idx])))
     out.sort(key=lambda e: (e[0], e[2]))
+    return out
+
+
+def milestone_crossings_known(prices: np.ndarray, *, position: str, price_open: float, take_profit: float,
+                              stop_loss: float, profit_levels: int, loss_levels: int) -> list[tuple[int, str, int, float]]:
+    """``milestone_crossings`` when how many levels each side reached is known ahead (the lane's
+    resolved values): only those sides are computed, with ``progress``'s own expression, so the
+    same candles and percents come out (an active candle's progress never passes 100)."""
+    out: list[tuple[int, str, int, float]] = []
+    long = position == "long"
+    for kind, count in (("profit", profit_levels), ("loss", loss_levels)):
+        if not count:
+            continue
+        if kind == "profit":
+            percent = (prices - price_open) / (take_profit - price_open) * 100.0 if long else \
+                (price_open - prices) / (price_open - take_profit) * 100.0
+        else:
+            percent = (price_open - prices) / (price_open - stop_loss) * 100.0 if long else \
+                (prices - price_open) / (stop_loss - price_open) * 100.0
+        indices = np.searchsorted(np.maximum.accumulate(percent), LEVELS[:count], side="left").tolist()
+        values = percent[indices].tolist()
+        out += [(idx, kind, level, min(value, 100.0)) for idx, level, value in zip(indices, LEVEL_LIST, values)]
+    if profit_levels and loss_levels:
+        out.sort(key=lambda e: (e[0], e[2]))
     return out
 
 

@@ -85,22 +85,68 @@ class ClientRisk:
         key = _key(args_without_positions["strategy_name"], args_without_positions["exchange_name"],
                    args_without_positions["symbol"])
         async with self.lock():
-            others = self._others(key)
-            args = RiskCheckArgs(risk_name=self.schema.risk_name, active_position_count=len(others),
-                                 active_positions=others, **args_without_positions)
+            args = self._args(key, args_without_positions)
             rejection = await self._validate(args)
-            if rejection is None and key not in self.positions:
-                self.reserved[key] = RiskPosition(args.signal, args.strategy_name, args.exchange_name, args.symbol,
-                                                  args.timestamp, reserved=True)
+            self._reserve_if_passed(key, args, rejection)
         await self._callback("on_rejected" if rejection is not None else "on_allowed", args)
         return rejection
 
+    @property
+    def synchronous(self) -> bool:
+        """Whether every validation and callback is a plain function: ``check_now`` may then run
+        the check without awaiting (no other task can interleave, so no lock is needed)."""
+        functions = [v.get("validate") if isinstance(v, dict) else getattr(v, "validate", v)
+                     for v in self.schema.validations]
+        functions += [getattr(self.schema.callbacks, name) for name in ("on_rejected", "on_allowed")]
+        return not any(inspect.iscoroutinefunction(fn) for fn in functions if fn is not None)
+
+    def check_now(self, args_without_positions: dict[str, Any]) -> Rejection | None:
+        """``check`` for a ``synchronous`` profile, without awaiting (a backtest's lane). A
+        validation that returns an awaitable all the same rejects with a message that says so."""
+        key = _key(args_without_positions["strategy_name"], args_without_positions["exchange_name"],
+                   args_without_positions["symbol"])
+        args = self._args(key, args_without_positions)
+        rejection = None
+        for i, validation in enumerate(self.schema.validations, 1):
+            fn, note = _validation(validation)
+            try:
+                result = fn(args)
+            except Exception as exc:
+                rejection = Rejection(self.schema.risk_name, None, str(exc) or note or type(exc).__name__, exc)
+                break
+            if inspect.isawaitable(result):
+                if inspect.iscoroutine(result):
+                    result.close()
+                error = TypeError(f"risk {self.schema.risk_name}: validation #{i} returned an awaitable; make it "
+                                  "an async def so the engine awaits it")
+                rejection = Rejection(self.schema.risk_name, None, str(error), error)
+                break
+            rejection = self._as_rejection(result, note, i)
+            if rejection is not None:
+                break
+        self._reserve_if_passed(key, args, rejection)
+        name = "on_rejected" if rejection is not None else "on_allowed"
+        fn = getattr(self.schema.callbacks, name)
+        if fn is not None:
+            try:
+                fn(args.symbol, args)
+            except Exception as exc:
+                self._report_callback(exc, name, args)
+        return rejection
+
+    def _args(self, key: str, args_without_positions: dict[str, Any]) -> RiskCheckArgs:
+        others = self._others(key)
+        return RiskCheckArgs(risk_name=self.schema.risk_name, active_position_count=len(others),
+                             active_positions=others, **args_without_positions)
+
+    def _reserve_if_passed(self, key: str, args: RiskCheckArgs, rejection: Rejection | None) -> None:
+        if rejection is None and key not in self.positions:
+            self.reserved[key] = RiskPosition(args.signal, args.strategy_name, args.exchange_name, args.symbol,
+                                              args.timestamp, reserved=True)
+
     async def _validate(self, args: RiskCheckArgs) -> Rejection | None:
         for i, validation in enumerate(self.schema.validations, 1):
-            if isinstance(validation, dict):
-                fn, note = validation["validate"], validation.get("note", "")
-            else:
-                fn, note = getattr(validation, "validate", validation), getattr(validation, "note", "")
+            fn, note = _validation(validation)
             try:
                 result = fn(args)
                 if inspect.isawaitable(result):
@@ -138,9 +184,12 @@ class ClientRisk:
             if inspect.isawaitable(result):
                 await result
         except Exception as exc:  # a callback bug is reported, never a rejection nor a crash
-            from .events import bus
-            bus.report(exc, where=f"risk {self.schema.risk_name} callback {name}", symbol=args.symbol,
-                       strategy_name=args.strategy_name, exchange_name=args.exchange_name)
+            self._report_callback(exc, name, args)
+
+    def _report_callback(self, exc: BaseException, name: str, args: RiskCheckArgs) -> None:
+        from .events import bus
+        bus.report(exc, where=f"risk {self.schema.risk_name} callback {name}", symbol=args.symbol,
+                   strategy_name=args.strategy_name, exchange_name=args.exchange_name)
 
     def confirm(self, signal: SignalRow, *, strategy_name: str, exchange_name: str, symbol: str, when: int) -> None:
         """The reserved slot is now an open position (also how restored positions come back)."""
@@ -162,6 +211,13 @@ class ClientRisk:
 
     def has(self, *, strategy_name: str, exchange_name: str, symbol: str) -> bool:
         return _key(strategy_name, exchange_name, symbol) in self.positions
+
+
+def _validation(validation: Any) -> tuple[Any, str]:
+    """(function, note) of a validation: a callable, an object with ``validate``, or a dict."""
+    if isinstance(validation, dict):
+        return validation["validate"], validation.get("note", "")
+    return getattr(validation, "validate", validation), getattr(validation, "note", "")
 
 
 def _opt_str(v: Any) -> str | None:

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from types import CoroutineType
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
@@ -27,7 +27,8 @@ from .config import get_config
 from .context import Clock, ExecutionContext, MethodContext, running
 from .events import Resume, bus, emit_performance
 from .exchange.errors import HistoryUnavailable
-from .fastpath import active_extremes, milestone_crossings, milestone_reach, resolve_open, resolve_scheduled
+from .fastpath import (active_extremes, milestone_crossings, milestone_crossings_known, milestone_reach, resolve_open,
+                       resolve_scheduled)
 from .feed import ExchangeFeed, Series
 from .interval import MINUTE_MS, interval_ms, to_datetime
 from .partial import MilestoneBatch, MilestoneDigest, PartialTracker
@@ -51,6 +52,16 @@ class Persistence(Protocol):
         """Make ``changes`` durable with the ``events`` they cause, before those are emitted."""
         ...
 
+
+class LaneMode(NamedTuple):
+    """How the lane hands out milestones (``ClientStrategy.plain``)."""
+
+    batches: tuple[Any, ...] | None    # the milestone recorders' batch functions; None: they take events
+    listeners: bool                    # a listener hears milestones: each is built and delivered
+
+
+# Callbacks that see every candle of an open position or every frame: the lane skips those candles.
+PER_CANDLE_CALLBACKS = ("on_active", "on_partial_profit", "on_partial_loss", "on_tick", "on_idle")
 
 # Returned for idle ticks nobody observes: building a TickIdle per frame costs time for nothing.
 UNOBSERVED_IDLE = TickIdle("", "", "", "", math.nan, True, 0)
@@ -89,9 +100,8 @@ class ClientStrategy:
         self.resolved_ahead: Any = None
         # The row opened through the lane (open_planned), until close_planned closes it.
         self.planned: int | None = None
-        self._has_callbacks = any(getattr(self.callbacks, name) is not None
-                                  for name in self.callbacks.__struct_fields__)
-        self._plain: tuple[int, tuple[Any, ...] | None] = (-1, None)   # (bus generation, plain())
+        self._per_candle_callbacks = any(getattr(self.callbacks, name) is not None for name in PER_CANDLE_CALLBACKS)
+        self._plain: tuple[int, LaneMode | None] = (-1, None)          # (bus generation, plain())
         self._milestone_entries: tuple[Any, ...] | None = None             # for flush_planned
         self._signal_channel = bus.signal_backtest if backtest else bus.signal_live  # type: ignore[attr-defined]
 
@@ -257,12 +267,15 @@ class ClientStrategy:
 
     # --- the lane: planned market trades of a plain backtest --------------------------------
 
-    def plain(self) -> tuple[Any, ...] | None:
-        """If only the engine's recorders hear this backtest's signals (no callbacks, risk
-        profiles, persistence or listeners; milestone recorders that take batches), those
-        milestone recorders' ``batch`` functions (maybe none): a planned trade may then open and
-        close without the general async path, with the same results and the same recorded
-        events. Else None. Remembered until a listener or recorder comes or goes."""
+    def plain(self) -> LaneMode | None:
+        """Whether this backtest's market trades may take the lane: open and close through plain
+        calls from values computed ahead, with the same results, events and callbacks as the
+        general path. They may unless something must see each candle of an open position (a
+        per-candle callback: on_active, on_partial_*, on_tick, on_idle) or each frame (a signal
+        listener gets idle ticks), a risk profile awaits (an async validation), or state is
+        persisted (live). How milestones go: one by one when a listener hears them (or a recorder
+        takes no batches), else as batches to the recorders. Remembered until a listener or
+        recorder comes or goes."""
         generation, answer = self._plain
         if generation == bus.generation:
             return answer
@@ -270,46 +283,81 @@ class ClientStrategy:
         self._plain = (bus.generation, answer)
         return answer
 
-    def _who_hears(self) -> tuple[Any, ...] | None:
-        if self._has_callbacks or self.risks or self.persistence is not None or not self.backtest:
+    def _who_hears(self) -> LaneMode | None:
+        if self.persistence is not None or not self.backtest or self._per_candle_callbacks:
             return None
         if bus.signal.listeners or self._signal_channel.listeners:  # type: ignore[attr-defined]
             return None
-        profit, loss = bus.partial_profit, bus.partial_loss  # type: ignore[attr-defined]
-        if profit.heard(True) or loss.heard(True):
+        if not all(risk.synchronous for risk in self.risks):
             return None
+        profit, loss = bus.partial_profit, bus.partial_loss  # type: ignore[attr-defined]
+        listeners = profit.heard(True) or loss.heard(True)
         if not profit.taps and not loss.taps:
-            return ()
-        return _digest_recorders(profit.taps, loss.taps, kind="batch")
+            return LaneMode((), listeners)
+        return LaneMode(_digest_recorders(profit.taps, loss.taps, kind="batch"), listeners)
 
-    def open_planned(self, ahead: Any, k: int, when: int, price: float) -> TickOpened:
+    async def open_planned(self, ahead: Any, k: int, when: int, price: float,
+                           previous_slot: int | None) -> TickOpened | None:
         """``accept_signal`` for the ``k``-th signal row of ``ahead`` (a valid market row at
-        ``price``) when ``plain()``: the same signal row, state and ``opened`` event."""
+        ``price``) when ``plain()``: the same signal row, risk check, state, callbacks and
+        ``opened`` event. None when a risk profile rejects it (its slot is not spent)."""
         position, take_profit, stop_loss, minutes, note = ahead.opening(k)
         row = SignalRow(signal_id(self.strategy_name, self.symbol, when), position, price, take_profit, stop_loss,
                         minutes, self.symbol, self.strategy_name, self.exchange_name, self.frame_name,
                         when, when, note)
+        if self.risks:
+            args = {"symbol": self.symbol, "signal": row, "strategy_name": self.strategy_name,
+                    "exchange_name": self.exchange_name, "current_price": price, "timestamp": when}
+            for risk in self.risks:     # all must pass; the first rejection stops (and frees what was reserved)
+                rejection = risk.check_now(args)
+                if rejection is not None:
+                    self.release_risk()
+                    self._emit_rejection(rejection, risk, row, price, when)
+                    self.last_slot = previous_slot
+                    return None
+            for risk in self.risks:
+                risk.confirm(row, **self._owner(), when=when)
         self.pending = row
         self.planned = k
         result = TickOpened(self.symbol, self.strategy_name, self.exchange_name, self.frame_name, price, True, when,
                             row)
+        if self.callbacks.on_write is not None:
+            await self._write(row)
+        if self.callbacks.on_open is not None:
+            await self._callback("on_open", self.symbol, row, price, True)
         self._emit_recorded(result)
         return result
 
-    def close_planned(self, series: Series, batch: tuple[Any, ...]) -> TickClosed:
+    async def close_planned(self, series: Series, mode: LaneMode) -> TickClosed:
         """``backtest_open`` for the position ``open_planned`` opened, from its values computed
-        ahead (``batch``: what ``plain()`` gave). Its milestones wait for ``flush_planned``."""
+        ahead (``mode``: what ``plain()`` gave): its milestones (one by one, or waiting for
+        ``flush_planned`` in a batch), then the close."""
         s, k = self.pending, self.planned
         assert s is not None and k is not None
         index, when, price, reason, close_price, pnl, peak, trough, active, first, first_time, profit_levels, \
             loss_levels = self.resolved_ahead.closing(k)
         if active:
             s = replace(s, peak_pnl=peak, trough_pnl=trough)
-        if batch and (profit_levels or loss_levels):
+        batches = mode.batches
+        if (mode.listeners or batches is None) and (profit_levels or loss_levels):
+            if batches is None:
+                self.flush_planned()           # the recorders take these events: after what they wait for
+            for offset, kind, level, percent in milestone_crossings_known(
+                    series.vwap[first:index], position=s.position, price_open=s.price_open,
+                    take_profit=s.price_take_profit, stop_loss=s.price_stop_loss,
+                    profit_levels=profit_levels, loss_levels=loss_levels):
+                j = first + offset
+                event = self._partial_event(kind, s, level, percent, float(series.vwap[j]), int(series.ts[j]))
+                channel = bus.partial_profit if kind == "profit" else bus.partial_loss  # type: ignore[attr-defined]
+                if batches is None:
+                    channel.emit(event)
+                else:
+                    channel.notify(event)      # the recorders take the same in their batch, below
+        if batches and (profit_levels or loss_levels):
             entries = self._milestone_entries
             if entries is None or entries[0] is not series:
                 self.flush_planned()
-                entries = self._milestone_entries = (series, batch, [], [], [], [], [], [])
+                entries = self._milestone_entries = (series, batches, [], [], [], [], [], [])
             # One list per field: a tuple per signal would be one more object for the collector to track.
             for column, value in zip(entries[2:], (s, first, index, first_time, profit_levels, loss_levels)):
                 column.append(value)
@@ -317,7 +365,13 @@ class ClientStrategy:
         result = TickClosed(self.symbol, self.strategy_name, self.exchange_name, self.frame_name, price, True, when,
                             s, reason, when, PnL(pnl, s.price_open, close_price))
         self.partial.clear(s.id)
+        if self.risks:
+            self.release_risk()
         self.pending = self.planned = None
+        if self.callbacks.on_write is not None:
+            await self._write(None)
+        if self.callbacks.on_close is not None:
+            await self._callback("on_close", self.symbol, s, close_price, True)
         self._emit_recorded(result)
         return result
 

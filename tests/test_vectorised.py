@@ -443,3 +443,62 @@ async def test_listeners_of_live_runs_only_leave_backtests_on_the_lane(seeded_st
     closed = [r for r in results if r.action == "closed"]
     assert len(lane) == len(closed) > 20 and heard == []
     assert (await bk.Partial.get_data("BTCUSDT", strategy_name=plain)).total_events > 50
+
+
+async def test_the_lane_with_a_risk_profile_callbacks_and_milestone_listeners_equals_the_general_path(
+        seeded_store, monkeypatch):
+    """A risk profile (rejecting signals of odd minutes), on_open / on_close and milestone and risk
+    listeners no longer take a backtest off the lane: every trade goes through it, with the same
+    results, the same events in the same order and the same callbacks as per frame."""
+    from engine.risk import reset_risks
+    from engine.strategy import ClientStrategy
+    await open_workspace(seeded_store)
+    bk.add_risk("odd", validations=[{"validate": lambda a: "odd minute" if (a.timestamp // 60_000) % 2 else None,
+                                     "note": "even minutes only"}])
+    calls: list = []
+    callbacks = bk.StrategyCallbacks(on_open=lambda symbol, row, price, bt: calls.append(("open", row.id, price)),
+                                     on_close=lambda symbol, row, price, bt: calls.append(("close", row.id, price)))
+    bk.add_strategy("guarded", sma_cross.get_signal, get_signals=sma_cross.get_signals, risk_name="odd",
+                    callbacks=callbacks)
+
+    async def run(vectorised: bool):
+        events: list = []
+        for listen in (bk.listen_risk, bk.listen_partial_profit, bk.listen_partial_loss):
+            listen(events.append)
+        results = [r async for r in bk.Backtest.run("BTCUSDT", strategy_name="guarded", exchange_name="bundled",
+                                                   frame_name="bundled-btcusdt", vectorised=vectorised)]
+        await bk.drain_events()
+        from engine.events import clear_listeners
+        clear_listeners()
+        reset_risks()
+        seen, calls[:] = list(calls), []
+        return results, events, seen
+
+    per_frame = await run(False)
+    lane = []
+    original = ClientStrategy.open_planned
+    monkeypatch.setattr(ClientStrategy, "open_planned", lambda self, *a: lane.append(a[1]) or original(self, *a))
+    vectorised = await run(True)
+    closed = [r for r in per_frame[0] if r.action == "closed"]
+    rejections = [e for e in per_frame[1] if isinstance(e, bk.RiskEvent)]
+    assert len(closed) > 20 and len(rejections) > 20
+    assert len([r for r in vectorised[0] if r.action == "closed"]) == len(closed)
+    assert len(lane) == len(closed) + len(rejections)       # every signal went through the lane
+    assert vectorised == per_frame
+    assert sum(isinstance(e, bk.PartialEvent) for e in per_frame[1]) > 50
+
+
+def test_milestone_crossings_from_known_counts_equal_the_full_scan():
+    from engine.fastpath import milestone_crossings, milestone_crossings_known, milestone_reach
+    rng = np.random.default_rng(7)
+    for _ in range(500):
+        position = "long" if rng.random() < 0.5 else "short"
+        price_open = 100.0
+        tp, sl = (102.0, 99.0) if position == "long" else (98.0, 101.0)
+        prices = price_open + np.cumsum(rng.normal(0, 0.15, int(rng.integers(1, 120))))
+        prices = np.clip(prices, min(tp, sl) + 1e-9, max(tp, sl) - 1e-9)    # active candles: neither hit
+        full = milestone_crossings(prices, position=position, price_open=price_open, take_profit=tp, stop_loss=sl)
+        profit, loss = milestone_reach(position=position, price_open=price_open, take_profit=tp, stop_loss=sl,
+                                       low=float(prices.min()), high=float(prices.max()))
+        assert milestone_crossings_known(prices, position=position, price_open=price_open, take_profit=tp,
+                                         stop_loss=sl, profit_levels=profit, loss_levels=loss) == full

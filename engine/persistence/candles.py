@@ -22,6 +22,7 @@ import io
 import math
 import os
 import sqlite3
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -255,7 +256,9 @@ def _parse_sound_rows(text: str, step: int) -> Candles | None:
     """The rows of a candle file read in C (numpy), when every one passes the checks; None when any
     does not parse or breaks a rule (the row-by-row reader then names the first such line)."""
     try:
-        rows = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1, dtype=_ROW, ndmin=1, comments=None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)      # "input contained no data": said below
+            rows = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1, dtype=_ROW, ndmin=1, comments=None)
     except ValueError:
         return None
     if not len(rows):

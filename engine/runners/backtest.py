@@ -267,7 +267,11 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
                     price = ahead.valid_price(k) if ahead is not None else None
                     if price is not None and ahead.series is feed.minute_series(state.symbol) \
                             and strategy.plain() is not None:
-                        result = strategy.open_planned(ahead, k, when, price)
+                        planned = await strategy.open_planned(ahead, k, when, price, previous_slot)
+                        if planned is None:        # a risk profile rejected it
+                            i += 1
+                            continue
+                        result = planned
                     else:
                         result = await strategy.accept_signal(strategy.signal_lookup(when), when,  # type: ignore[misc]
                                                               previous_slot, price)
@@ -301,9 +305,9 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
                 action = result.action
             if action == "opened":
                 series = feed.minute_series(state.symbol)
-                recorders = strategy.plain() if strategy.planned is not None else None
-                if recorders is not None and series is strategy.resolved_ahead.series:
-                    result = strategy.close_planned(series, recorders)
+                mode = strategy.plain() if strategy.planned is not None else None
+                if mode is not None and series is strategy.resolved_ahead.series:
+                    result = await strategy.close_planned(series, mode)
                 else:
                     result = await strategy.backtest_open(series, end)
                 signal_timings.add(resolving, when)
