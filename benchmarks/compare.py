@@ -34,7 +34,7 @@ from benchmarks.peers.systems import SYSTEMS, Missing, run  # noqa: E402
 REFERENCE = "btk per-frame"
 # Which btk path each system is measured against in the ratio column.
 PAIRED = {"btk per-frame": "btk per-frame", "backtesting.py": "btk per-frame",
-          "btk per-frame, numpy means": "btk per-frame",
+          "btk per-frame, numpy means": "btk per-frame", "btk per-frame, declared indicators": "btk per-frame",
           "btk vectorised": "btk vectorised", "vectorbt": "btk vectorised", "numpy": "btk vectorised"}
 
 
@@ -72,16 +72,16 @@ def measure(system: str, n: int, folder: str) -> dict:
 
 def table(results: list[dict], n: int) -> str:
     by_name = {r["system"]: r for r in results if "missing" not in r}
-    head = (f"| {'system':<26} | {'candles':>9} | {'wall s':>7} | {'candles/s':>11} | {'cold s':>6} | "
+    head = (f"| {'system':<34} | {'candles':>9} | {'wall s':>7} | {'candles/s':>11} | {'cold s':>6} | "
             f"{'peak RSS MB':>11} | {'trades':>6} | {'ratio to ours':>13} |")
     lines = [head, "|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|"]
     for r in results:
         if "missing" in r:
-            lines.append(f"| {r['system']:<26} | not installed: {r['missing']}")
+            lines.append(f"| {r['system']:<34} | not installed: {r['missing']}")
             continue
         ours = by_name.get(PAIRED[r["system"]])
         ratio = f"{(n / r['wall']) / (n / ours['wall']):.3f}x" if ours else "-"
-        lines.append(f"| {r['system']:<26} | {n:>9,} | {r['wall']:>7.3f} | {n / r['wall']:>11,.0f} | {r['cold']:>6.2f} | "
+        lines.append(f"| {r['system']:<34} | {n:>9,} | {r['wall']:>7.3f} | {n / r['wall']:>11,.0f} | {r['cold']:>6.2f} | "
                      f"{r['rss_mb']:>11.1f} | {len(r['trades'].entry_row):>6,} | {ratio:>13} |")
     return "\n".join(lines)
 
@@ -128,7 +128,7 @@ def main() -> None:
     speeds = {r["system"]: args.candles / r["wall"] for r in results if "missing" not in r}
     peer = speeds.get("backtesting.py")
     if peer:
-        for name in ("btk per-frame", "btk per-frame, numpy means"):
+        for name in ("btk per-frame", "btk per-frame, numpy means", "btk per-frame, declared indicators"):
             if name in speeds:
                 print(f"- {name}: {speeds[name] / peer:.2f}x backtesting.py")
     if "numpy" in speeds and "btk vectorised" in speeds:

@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 
 import engine as bk
-from engine.interval import interval_ms, iso, to_ms
+from engine.interval import MINUTE_MS, interval_ms, iso, to_ms
 from engine.log import describe_error
 from engine.persistence.candles import CandleFileError, StoreError, connect, delete_candles, default_store_path, import_candles, read_candle_file, summaries
 
-from engine.exchange.bundled import BUNDLED, ensure_seeded
-from engine.exchange.markets import MarketError, reserved_exchange_name, stored_frame
+from engine.exchange.bundled import BUNDLED, StoreExchange, ensure_seeded
+from engine.exchange.markets import MarketError, reserved_exchange_name, stored_frame, stored_series
 
 from .progress import ProgressBar
 from .usage import UsageError, check_writable, parse_time
@@ -106,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("--yes", action="store_true", help="do not ask first")
 
     sub.add_parser("strategies", help="list the registered strategies")
+
+    ck = sub.add_parser("check", help="check a strategy's declared indicators for look-ahead and a short warm-up")
+    ck.add_argument("strategy", help="a strategy that declares indicators (add_strategy(..., indicators=...))")
+    ck.add_argument("--symbol", default="BTCUSDT", help="default BTCUSDT")
+    ck.add_argument("--exchange", default="bundled", help="a stored exchange (default bundled)")
+    ck.add_argument("--cuts", type=int, default=50, help="frames checked, spread over the stored candles (default 50)")
     return parser
 
 
@@ -212,7 +219,39 @@ async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "walker":
         from .walker import run_walker
         return await run_walker(args)
+    if args.command == "check":
+        return await _check(args, store)
     return await _backtest(args, store)
+
+
+async def _check(args: argparse.Namespace, store: Path) -> int:
+    """``btk check``: each declared indicator recomputed on the stored candles cut at ``--cuts``
+    frames must give the full series' value there (no look-ahead), and recomputed on its
+    ``startup`` candles alone too (a long enough warm-up for live)."""
+    schema = next((s for s in bk.list_strategies() if s.strategy_name == args.strategy), None)
+    if schema is None:
+        raise UsageError(f"unknown strategy {args.strategy!r} (see `btk strategies`)")
+    if not schema.indicators:
+        raise UsageError(f"{args.strategy} declares no indicators: nothing to check")
+    if args.cuts < 1:
+        raise UsageError("--cuts must be at least 1")
+    exchange = StoreExchange(args.exchange, store)
+    problems = 0
+    for name, ind in schema.indicators.items():
+        summary = await stored_series(store, args.exchange, args.symbol)      # 1m: other intervals aggregate it
+        step = interval_ms(ind.interval)
+        since = -(-summary.first // step) * step
+        count = (summary.last + MINUTE_MS - since) // step
+        candles = await exchange.get_candles(args.symbol, ind.interval, since, count)
+        cuts = sorted({int(k) for k in np.linspace(ind.startup, count - 1, min(args.cuts, count))})
+        found = bk.indicator_problems(name, ind, candles, cuts)
+        problems += len(found)
+        for line in found:
+            print(f"btk: {args.strategy}: {line}", file=sys.stderr)
+        if not found:
+            print(f"{args.strategy}.{name}: ok ({len(cuts)} frames of {count:,} {ind.interval} candles: no look-ahead, "
+                  f"startup={ind.startup} is enough)")
+    return 1 if problems else 0
 
 
 async def _data_import(args: argparse.Namespace, store: Path) -> int:

@@ -20,7 +20,8 @@ from .events import (
 )
 from .exchange.errors import CandleDataError, CandlesUnavailable, ExchangeError, HistoryUnavailable
 from .exchange.replay import ReplayExchange, add_replay_exchange
-from .functions import format_price, format_quantity, get_average_price, get_candles
+from .functions import format_price, format_quantity, get_average_price, get_candles, get_indicators
+from .indicators import Indicator, IndicatorError, indicator_problems
 from .log import set_logger
 from .persistence.state import (CorruptStateError, FilePersistence, MemoryPersistence, PersistenceAdapter, PersistError,
                       StateDirBusy, set_persistence)

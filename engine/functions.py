@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .context import current_execution
 from .exchange.client import ExchangeClient
+from .indicators import IndicatorView
 from .registry import get_exchange
 from .types import Candles
 
@@ -12,6 +13,16 @@ async def get_candles(symbol: str, interval: str, limit: int) -> Candles:
     """The ``limit`` closed candles before "now" (the forming candle is never returned)."""
     ctx = current_execution("get_candles")
     return await ctx.feed.candles(symbol, interval, limit, ctx.clock.now)
+
+
+async def get_indicators() -> IndicatorView:
+    """The strategy's declared indicators now: ``ind.NAME`` is a read-only array of its values
+    through the newest closed candle (``ind.NAME[-1]`` now, ``[-2]`` one candle before)."""
+    ctx = current_execution("get_indicators")
+    if ctx.indicators is None:
+        raise RuntimeError(f"bk.get_indicators(): strategy {ctx.method.strategy_name!r} declares no indicators "
+                           "(add_strategy(..., indicators={name: bk.Indicator(fn, startup=n)}))")
+    return await ctx.indicators(ctx.clock.now)
 
 
 async def get_average_price(symbol: str) -> float:

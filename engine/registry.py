@@ -9,7 +9,7 @@ and when a run starts, so registration order is free.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -123,6 +123,8 @@ class StrategySchema(msgspec.Struct, frozen=True):
     # is signals_factory(**params).
     get_signals: Callable | None = None
     signals_factory: Callable | None = None
+    # Declared indicators (engine/indicators.py), read in get_signal with bk.get_indicators().
+    indicators: dict[str, Any] = msgspec.field(default_factory=dict)
 
     @property
     def risk_names(self) -> tuple[str, ...]:
@@ -271,12 +273,16 @@ def add_frame(frame_name: str, *, start: datetime | int, end: datetime | int, in
 def add_strategy(strategy_name: str, get_signal: Callable, *, interval: str = "1m", risk_name: str | None = None,
                  risk_list: Sequence[str] = (), callbacks: Any = None, note: str = "",
                  factory: Callable | None = None, params: dict[str, Any] | None = None,
-                 get_signals: Callable | None = None, signals_factory: Callable | None = None) -> None:
+                 get_signals: Callable | None = None, signals_factory: Callable | None = None,
+                 indicators: Mapping[str, Any] | None = None) -> None:
     """Register a strategy: ``get_signal(symbol, when: datetime) -> SignalDto | None`` (sync or async).
     ``get_signals(symbol, frame: SignalFrame) -> Signals``, if given, computes the same entries for
     a whole backtest frame at once (see engine/vectorised.py); backtests then use it.
     ``factory`` / ``params`` record that ``get_signal = factory(**params)`` (see ``add_sweep``), and
-    ``signals_factory`` that ``get_signals = signals_factory(**params)``."""
+    ``signals_factory`` that ``get_signals = signals_factory(**params)``. ``indicators``: name ->
+    ``Indicator(fn, startup=n)`` (or a function of candles), read with ``bk.get_indicators()``."""
+    from .indicators import declared
+
     name = _name("strategy", strategy_name, _strategies, "strategy_name")
     if risk_name is not None and (not isinstance(risk_name, str) or not risk_name):
         raise ValueError(f"add_strategy {name!r}: risk_name must be a non-empty string or None")
@@ -289,7 +295,7 @@ def add_strategy(strategy_name: str, get_signal: Callable, *, interval: str = "1
         callbacks=_callbacks("strategy", name, callbacks, StrategyCallbacks), note=_note("strategy", name, note),
         factory=factory, params=dict(params) if params is not None else None,
         get_signals=_callable("strategy", name, "get_signals", get_signals, required=False),
-        signals_factory=signals_factory,
+        signals_factory=signals_factory, indicators=declared(name, indicators),
     )
 
 

@@ -29,7 +29,8 @@ from .events import Resume, bus, emit_performance
 from .exchange.errors import HistoryUnavailable
 from .fastpath import (active_extremes, milestone_crossings, milestone_crossings_known, milestone_reach, resolve_open,
                        resolve_scheduled)
-from .feed import ExchangeFeed, Series
+from .feed import ExchangeFeed, Series, SeriesFeed
+from .indicators import LiveIndicators, SeriesIndicators
 from .interval import MINUTE_MS, interval_ms, to_datetime
 from .partial import MilestoneBatch, MilestoneDigest, PartialTracker
 from .pnl import pnl_percentage, progress, to_profit_loss
@@ -77,8 +78,12 @@ class ClientStrategy:
         self.strategy_name = schema.strategy_name
         self.backtest = backtest
         self.feed, self.clock = feed, clock
+        indicators = None
+        if schema.indicators:
+            indicators = SeriesIndicators(schema.indicators, feed, symbol, clock) if isinstance(feed, SeriesFeed) \
+                else LiveIndicators(schema.indicators, feed, symbol)
         self.execution = ExecutionContext(symbol, backtest, clock, feed,
-                                          MethodContext(schema.strategy_name, exchange_name, frame_name))
+                                          MethodContext(schema.strategy_name, exchange_name, frame_name), indicators)
         self.interval_ms = interval_ms(schema.interval)
         self.risks: list[ClientRisk] = [risk_for(name) for name in schema.risk_names]
         self.partial = partial or PartialTracker()

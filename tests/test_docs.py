@@ -21,7 +21,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 def test_the_strategy_page_shows_the_example_files_as_they_are():
     page = (DOCS / "strategies.md").read_text()
     blocks = re.findall(r"```python\n# docs/examples/(\w+\.py)\n(.*?)```", page, flags=re.S)
-    assert {name for name, _ in blocks} == {"dip.py", "limit_dip.py"}
+    assert {name for name, _ in blocks} == {"dip.py", "limit_dip.py", "sma_indicators.py"}
     for name, code in blocks:
         assert code == (DOCS / "examples" / name).read_text(), f"docs/strategies.md shows another {name}"
 
@@ -32,7 +32,7 @@ def btk(*args, home, cwd):
                           cwd=cwd, timeout=300)
 
 
-@pytest.mark.parametrize("name", ["dip", "limit_dip"])
+@pytest.mark.parametrize("name", ["dip", "limit_dip", "sma_indicators"])
 def test_the_example_strategies_run_as_the_page_says(tmp_path, name):
     example = str(DOCS / "examples" / f"{name}.py")
     out = btk("--load", example, "backtest", name, "--symbol", "BTCUSDT", "--json", home=tmp_path, cwd=tmp_path)
@@ -42,8 +42,11 @@ def test_the_example_strategies_run_as_the_page_says(tmp_path, name):
     if name == "dip":       # it offers both paths: they must decide alike
         per_frame = btk("--load", example, "backtest", name, "--per-frame", "--json", home=tmp_path, cwd=tmp_path)
         assert json.loads(per_frame.stdout) == doc
-    else:                   # limit orders: some wait, some fill
+    elif name == "limit_dip":   # limit orders: some wait, some fill
         assert doc["orders"]["scheduled"] > doc["orders"]["activated"] > 20
+    else:                   # declared indicators: the values live would compute, no look-ahead
+        check = btk("--load", example, "check", name, home=tmp_path, cwd=tmp_path)
+        assert check.returncode == 0 and check.stdout.count(": ok (") == 2, check.stderr
 
 
 def test_every_config_key_is_documented_with_its_default():

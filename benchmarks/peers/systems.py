@@ -17,7 +17,8 @@ import numpy as np
 
 from . import workload as w
 
-SYSTEMS = ("btk per-frame", "btk vectorised", "btk per-frame, numpy means", "numpy", "backtesting.py", "vectorbt")
+SYSTEMS = ("btk per-frame", "btk vectorised", "btk per-frame, numpy means", "btk per-frame, declared indicators",
+           "numpy", "backtesting.py", "vectorbt")
 
 
 class Missing(RuntimeError):
@@ -31,10 +32,33 @@ def run(system: str, n: int) -> tuple[w.Trades, float, str]:
 
 # --- btk ------------------------------------------------------------------------------------
 
-def _btk(vectorised: bool, natural: bool = False) -> Callable[[int], tuple[w.Trades, float, str]]:
+def _btk(vectorised: bool, natural: str = "") -> Callable[[int], tuple[w.Trades, float, str]]:
     def run_btk(n: int) -> tuple[w.Trades, float, str]:
         return asyncio.run(_btk_run(n, vectorised, natural))
     return run_btk
+
+
+def _declared_indicators() -> tuple[Callable, dict]:
+    """``get_signal`` on declared indicators (docs/strategies.md): the averages computed once per
+    backtest, each frame reading views."""
+    import engine as bk
+
+    def sma(values, n):
+        out = np.full(len(values), np.nan)
+        if len(values) >= n:
+            out[n - 1:] = np.convolve(values, np.ones(n) / n, "valid")
+        return out
+
+    async def get_signal(symbol, when):
+        ind = await bk.get_indicators()
+        fast, slow = ind.fast, ind.slow
+        if fast[-2] <= slow[-2] and fast[-1] > slow[-1]:
+            price = await bk.get_average_price(symbol)
+            return bk.SignalDto(position="long", price_take_profit=price * (1 + w.TAKE_PROFIT),
+                                price_stop_loss=price * (1 - w.STOP_LOSS), minute_estimated_time=w.MINUTES)
+        return None
+    return get_signal, {"fast": bk.Indicator(lambda c: sma(c.close, w.FAST), startup=w.FAST + 1),
+                        "slow": bk.Indicator(lambda c: sma(c.close, w.SLOW), startup=w.SLOW + 1)}
 
 
 def _natural_signal():
@@ -53,7 +77,7 @@ def _natural_signal():
     return get_signal
 
 
-async def _btk_run(n: int, vectorised: bool, natural: bool = False) -> tuple[w.Trades, float, str]:
+async def _btk_run(n: int, vectorised: bool, natural: str = "") -> tuple[w.Trades, float, str]:
     import engine as bk
     from engine.exchange.synthetic import SyntheticExchange
     from strategies import sma_cross
@@ -62,8 +86,11 @@ async def _btk_run(n: int, vectorised: bool, natural: bool = False) -> tuple[w.T
     # In memory: the whole backtest's candles in one call (an exchange API would take 1,000 a call).
     bk.add_exchange("synthetic", exchange.get_candles, candles_per_request=n)
     bk.add_frame("bench", start=w.START_MS + (w.FIRST_ROW + 1) * 60_000, end=w.START_MS + (w.last_row(n) + 1) * 60_000)
-    if natural:
+    if natural == "numpy":
         bk.add_strategy(sma_cross.NAME, _natural_signal())
+    elif natural == "indicators":
+        get_signal, indicators = _declared_indicators()
+        bk.add_strategy(sma_cross.NAME, get_signal, indicators=indicators)
     else:
         sma_cross.register()
     started = time.perf_counter()
@@ -247,7 +274,8 @@ def _vectorbt(n: int) -> tuple[w.Trades, float, str]:
 
 
 _RUNNERS: dict[str, Callable[[int], tuple[w.Trades, float, str]]] = {
-    "btk per-frame": _btk(False), "btk vectorised": _btk(True), "btk per-frame, numpy means": _btk(False, True),
+    "btk per-frame": _btk(False), "btk vectorised": _btk(True), "btk per-frame, numpy means": _btk(False, "numpy"),
+    "btk per-frame, declared indicators": _btk(False, "indicators"),
     "numpy": _numpy,
     "backtesting.py": _backtesting_py, "vectorbt": _vectorbt,
 }
