@@ -14,6 +14,7 @@ import inspect
 import time
 from collections import deque
 from collections.abc import Callable
+from types import CoroutineType
 from typing import Any
 
 from .log import get_logger
@@ -91,7 +92,7 @@ class _Listener:
     def _call(self, payload: Any) -> None:
         try:
             result = self.fn(payload)
-            if inspect.iscoroutine(result):
+            if type(result) is CoroutineType:
                 done, rest = start_coroutine(result)
                 if not done:
                     self.busy = True
