@@ -18,5 +18,7 @@ def test_compare_runs_and_the_trade_lists_agree():
     assert set(rows) == {"btk per-frame", "btk vectorised", "numpy"}
     trades = {name: int(line.split("|")[7].replace(",", "")) for name, line in rows.items()}
     assert len(set(trades.values())) == 1 and trades["numpy"] > 50
-    verdicts = [line for line in out.stdout.splitlines() if line.startswith("- ")]
+    verdicts = [line for line in out.stdout.splitlines() if line.startswith("- ") and " vs " in line]
     assert len(verdicts) == 2 and all(": agree:" in v for v in verdicts), out.stdout
+    assert any(line.startswith("- btk vectorised: ") and "x the plain numpy pass" in line
+               for line in out.stdout.splitlines())
