@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import os
 import signal
 import sys
@@ -28,7 +27,7 @@ import engine.persistence.history as history
 import engine.persistence.state as state
 from engine.context import WallClock
 from engine.exchange.ccxt_exchange import add_ccxt_exchange
-from strategies import mean_reversion, sma_cross
+from crash_kit import log_events, register_two_strategies
 
 SETTLE_S = 2.0
 
@@ -119,25 +118,8 @@ async def main(url: str, state_dir: str, log_path: str, start: int, end: int, ep
 
     adapter = add_ccxt_exchange("binance", api_url=url, live_clock=live_clock, now=lambda: int(market_ms()))
     adapter.client.enableRateLimit = False     # the simulator is local; ccxt's pacing would be the bottleneck
-    for name in ("sma", "meanrev"):
-        bk.add_risk(f"cap_{name}", validations=[lambda a: "one open at most" if a.active_position_count else None])
-    bk.add_strategy("sma", sma_cross.get_signal, risk_name="cap_sma")
-    bk.add_strategy("meanrev", mean_reversion.get_signal, interval="5m", risk_name="cap_meanrev")
-    log = open(log_path, "a", buffering=1)
-
-    def write(kind: str, event, **extra) -> None:
-        log.write(json.dumps({"kind": kind, "id": event.signal.id, "event_id": event.event_id, "pid": os.getpid(),
-                              **extra}) + "\n")
-
-    def on_signal(r) -> None:
-        if r.action in ("opened", "closed", "scheduled", "cancelled"):
-            write(r.action, r, strategy=r.strategy_name, at=r.created_at,
-                  price=r.pnl.price_close if r.action == "closed" else r.signal.price_open)
-
-    bk.listen_signal_live(on_signal)
-    bk.listen_partial_profit(lambda e: write("profit", e, level=e.level, at=e.timestamp))
-    bk.listen_partial_loss(lambda e: write("loss", e, level=e.level, at=e.timestamp))
-    bk.listen_error(lambda e: sys.stderr.write(f"error: {e.where}: {e.error}\n"))
+    register_two_strategies()
+    log = log_events(log_path)
 
     async def run(name: str) -> None:
         async for _ in bk.Live.run("BTCUSDT", strategy_name=name, exchange_name="binance", state_dir=state_dir):
