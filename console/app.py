@@ -173,9 +173,14 @@ class BtkApp(App):
         names = [t.name for t in THEMES]
         self.theme = names[(names.index(self.theme) + 1) % len(names)] if self.theme in names else names[0]
 
+    @property
+    def attached(self) -> bool:
+        """Whether the engine is a server's (its runs go on when the console ends)."""
+        return bool(getattr(self.engine, "remote", False))
+
     def action_quit_console(self) -> None:
         running = self.running_live()
-        if not running:
+        if not running or self.attached:
             self.exit()
             return
         listed = ", ".join(f"{r.strategy_name} on {r.symbol}" for r in running)
@@ -206,6 +211,17 @@ class BtkApp(App):
 
 def exit_words(app: BtkApp) -> tuple[str, int]:
     """What ``btk`` says as it ends, and its exit status (non-zero after a crash or an SSH drop)."""
+    if app.attached:
+        where = getattr(app.engine, "socket_path", "")
+        gone = getattr(app.engine, "gone", None)
+        if app.crash is not None:
+            return (f"btk: the console stopped on an error: {app.crash}; the engine server ({where}) and its runs "
+                    "go on: `btk attach` to watch them again", 1)
+        if gone and gone != "detached":
+            return f"btk: the engine server at {where} went away ({gone})", 1
+        code = app.return_code or 0
+        return (f"btk: detached from the engine server at {where}; its runs go on (`btk attach` to watch them "
+                "again)", code)
     if app.crash is not None:
         return (f"btk: the console stopped on an error: {app.crash}; live runs were stopped with their state "
                 f"saved in {app.config.state_dir} (starting them again resumes them)", 1)

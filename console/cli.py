@@ -108,6 +108,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("strategies", help="list the registered strategies")
 
+    sv = sub.add_parser("serve", help="run the engine headless, long-lived: consoles attach to it (btk attach)")
+    sv.add_argument("--state-dir", dest="state_dir", type=Path, default=None,
+                    help="the live runs' state (default $BTK_HOME/state, the console's)")
+    sv.add_argument("--socket", type=Path, default=None, help="where to listen (default: .btk.sock in the state dir)")
+    sv.add_argument("--speed", type=float, default=None, help="replay speed (default 600; 0 = flat out)")
+    sv.add_argument("--log", type=Path, default=None, help="log file (default: serve.log in the state dir)")
+
+    at = sub.add_parser("attach", help="open the console on a running `btk serve`")
+    at.add_argument("--state-dir", dest="state_dir", type=Path, default=None, help="the server's state dir")
+    at.add_argument("--socket", type=Path, default=None, help="the server's socket")
+
+    st = sub.add_parser("status", help="what a running `btk serve` runs: runs, positions, orders, errors")
+    st.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    start = sub.add_parser("start", help="start a live run on a running `btk serve`")
+    start.add_argument("strategy")
+    start.add_argument("--symbol", default="BTCUSDT", help="default BTCUSDT")
+    start.add_argument("--exchange", default="replay", help="replay (default), a stored exchange or a ccxt id")
+    stop = sub.add_parser("stop", help="stop a live run on a running `btk serve` (its open position is watched "
+                                       "until it closes)")
+    stop.add_argument("strategy")
+    stop.add_argument("--symbol", default=None, help="default: the strategy's only run")
+    for p in (st, start, stop):
+        p.add_argument("--state-dir", dest="state_dir", type=Path, default=None, help="the server's state dir")
+        p.add_argument("--socket", type=Path, default=None, help="the server's socket")
+
     ck = sub.add_parser("check", help="check a strategy's declared indicators for look-ahead and a short warm-up")
     ck.add_argument("strategy", help="a strategy that declares indicators (add_strategy(..., indicators=...))")
     ck.add_argument("--symbol", default="BTCUSDT", help="default BTCUSDT")
@@ -137,8 +162,15 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
+    if args.command is None or args.command == "attach":
         return _console(args)
+    if args.command in ("serve", "status", "start", "stop"):
+        from .commands.server import run_server_command
+        try:
+            return run_server_command(args)
+        except UsageError as e:
+            print(f"btk: {e}", file=sys.stderr)
+            return 2
     if args.command == "data" and args.data_command is None:
         parser.parse_args(["data", "--help"])
     try:
@@ -169,18 +201,34 @@ def _console(args: argparse.Namespace) -> int:
         print(f"btk: --speed must be a number >= 0 (0: as fast as possible), got {speed}", file=sys.stderr)
         return 2
     store = args.store or default_store_path()
-    try:
-        asyncio.run(open_workspace(store, args.load))
-    except WorkspaceError as e:
-        print(f"btk: {e}", file=sys.stderr)
-        return 2
-    except StoreError as e:
-        print(f"btk: {e}", file=sys.stderr)
-        return 1
     config = ConsoleConfig(store=store, speed=speed, glyphs=for_terminal(), no_color=bool(os.environ.get("NO_COLOR")))
-    if args.console_state_dir is not None:
-        config.state_dir = args.console_state_dir
-    app = BtkApp(config)
+    state_dir = getattr(args, "state_dir", None) or args.console_state_dir
+    if state_dir is not None:
+        config.state_dir = state_dir
+    # A server of this state dir (`btk serve`) owns its runs: attach to it; else host the engine here.
+    from engine.service.remote import RemoteEngine
+    from engine.service.server import reachable, socket_for
+    where = getattr(args, "socket", None) or socket_for(config.state_dir)
+    engine = None
+    if args.command == "attach" or where.exists():
+        if asyncio.run(reachable(where)):
+            engine = RemoteEngine(where)
+            if args.load:
+                print(f"btk: attaching to the server at {where}: its strategies are the ones it loaded "
+                      "(`btk serve --load FILE`); --load here is not used", file=sys.stderr)
+        elif args.command == "attach":
+            print(f"btk: no btk server answers on {where}: start one with `btk serve`", file=sys.stderr)
+            return 1
+    if engine is None:
+        try:
+            asyncio.run(open_workspace(store, args.load))
+        except WorkspaceError as e:
+            print(f"btk: {e}", file=sys.stderr)
+            return 2
+        except StoreError as e:
+            print(f"btk: {e}", file=sys.stderr)
+            return 1
+    app = BtkApp(config, engine=engine)
     try:
         app.run()
     finally:
@@ -207,7 +255,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
             print(f"{s.strategy_name:{width}}  {s.interval:>4}  {s.note}")
         return 0
     if args.command == "live":
-        from .live import run_live
+        from .commands.live import run_live
         return await run_live(args, store)
     if args.command == "walkers":
         listed = bk.list_walkers()
@@ -217,7 +265,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
                   f"{w.frame_name:18} {w.metric:14} {w.note}")
         return 0
     if args.command == "walker":
-        from .walker import run_walker
+        from .commands.walker import run_walker
         return await run_walker(args)
     if args.command == "check":
         return await _check(args, store)

@@ -339,7 +339,7 @@ class PartialEvent(msgspec.Struct, frozen=True):
         return f"{self.signal.id}:{self.kind}:{self.level}"
 
 
-class RiskEvent(msgspec.Struct, frozen=True):
+class RiskEvent(msgspec.Struct, frozen=True, tag_field="action", tag="risk"):
     """A signal was rejected by a risk profile."""
 
     symbol: str

@@ -7,6 +7,7 @@ into the real ``~/.btk``. The environment the session needs is passed with ``-e`
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -185,3 +186,46 @@ def test_a_plain_ascii_terminal_gets_only_ascii(tmp_path):
         assert tmux.exit_status() == 0
     finally:
         tmux.kill()
+
+
+def test_a_console_attached_to_a_server_detaches_when_its_terminal_goes_and_attaches_again(tmp_path, seeded_store):
+    """`btk serve` runs a replay; `btk` in tmux finds it and attaches. The terminal goes (the tmux
+    session is killed: btk gets SIGHUP, an SSH drop), the server's run goes on; a new `btk`
+    attaches to the same run and its open position."""
+    from engine.service.server import socket_for
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(seeded_store, home / "btk.sqlite3")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TMUX")}, "BTK_HOME": str(home)}
+    server = subprocess.Popen([str(BTK), "serve", "--speed", "3000"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert "btk serve:" in server.stdout.readline()
+        assert subprocess.run([str(BTK), "start", "sma_cross"], env=env, capture_output=True).returncode == 0
+        first = Tmux(home, width=100, height=30)
+        try:
+            first.wait_for("sma_cross BTCUSDT", timeout=60)
+            first.wait_for(re.compile(r"│ BTCUSDT\s+sma_cross\s+long"), timeout=120)     # an open position
+        finally:
+            first.kill()                        # the terminal goes: SIGHUP to btk
+        status = lambda: json.loads(subprocess.run([str(BTK), "status", "--json"], env=env, capture_output=True,
+                                                   text=True).stdout)
+        deadline = time.monotonic() + 30
+        while status()["consoles"]:
+            assert time.monotonic() < deadline, "the server still counts the console that went"
+            time.sleep(0.2)
+        assert [r["state"] for r in status()["runs"]] == ["running"]
+        held = {p["id"][:8] for p in status()["positions"]}
+        again = Tmux(home, width=100, height=30)
+        try:
+            screen = again.wait_for(re.compile(r"│ BTCUSDT\s+sma_cross\s+long"), timeout=60)
+            assert run_state(screen, "sma_cross", "BTCUSDT") == "running"
+            again.send("q")                   # attached: quits at once, the run goes on
+            assert again.exit_status() == 0
+            assert [r["state"] for r in status()["runs"]] == ["running"] and held is not None
+        finally:
+            again.kill()
+        assert socket_for(home / "state").exists()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,13 @@ from ..runners.live import Live
 from ..runners.walker import OVERALL, Walker
 from ..stats import backtest_statistics
 from .messages import (BacktestOutcome, BacktestProgress, CommandError, ErrorNote, EventBatch, Milestone, Note,
-                       RunStatus, StrategyInfo, WalkerInfo, WalkerOutcome, Workspace)
+                       RunStatus, ServerStatus, StrategyInfo, WalkerInfo, WalkerOutcome, Workspace)
 
 LIFECYCLE = frozenset(("scheduled", "opened", "closed", "cancelled"))
 REFRESH_HZ = 10.0
+CLOSED_WITH_ENGINE = "closed with the engine (its state is saved: starting it again resumes it)"
+RECENT_EVENTS = 200        # events a console that attaches later is shown (its feeds)
+RECENT_ERRORS = 20
 
 
 def replay_name(source: str) -> str:
@@ -79,6 +83,11 @@ class EngineHost:
         self._walker_progress: Any = None
         self._handle: asyncio.TimerHandle | None = None
         self._last_flush = float("-inf")
+        # For a console that attaches later (a server's): the newest tick of each run, and the
+        # newest events and errors.
+        self._latest: dict[tuple[str, str], Any] = {}
+        self._recent: deque[Any] = deque(maxlen=RECENT_EVENTS)
+        self._errors: deque[ErrorNote] = deque(maxlen=RECENT_ERRORS)
         self._unsubscribe: list[Callable[[], None]] = []
 
     # --- life ----------------------------------------------------------------------------------
@@ -125,21 +134,26 @@ class EngineHost:
 
     def _add(self, event: Any) -> None:
         self._events.append(event)
+        self._recent.append(event)
         self._schedule()
 
     def _on_tick(self, tick: Any) -> None:
         key = (tick.symbol, tick.strategy_name)
+        self._latest[key] = tick
         if tick.action in LIFECYCLE:
             self._ticks.pop(key, None)       # an older tick of the run would be read after this one
             self._events.append(tick)
+            self._recent.append(tick)
             self._runs_dirty = True
         else:
             self._ticks[key] = tick
         self._schedule()
 
     def _on_error(self, event: Any) -> None:
-        self._add(ErrorNote(describe_error(event.error), getattr(event, "where", "") or "",
-                            getattr(event, "symbol", "") or "", getattr(event, "strategy_name", "") or ""))
+        note = ErrorNote(describe_error(event.error), getattr(event, "where", "") or "",
+                         getattr(event, "symbol", "") or "", getattr(event, "strategy_name", "") or "")
+        self._errors.append(note)
+        self._add(note)
 
     def _on_backtest_progress(self, event: Any) -> None:
         if (event.symbol, event.strategy_name) == self._backtest_key:
@@ -189,6 +203,26 @@ class EngineHost:
             self._schedule()       # market time moves while a run goes: keep the watchers' clocks fresh
 
     # --- status -----------------------------------------------------------------------------------
+
+    async def attach(self) -> EventBatch:
+        """Where everything stands, for a console that starts watching now: every run, what is
+        saved, the history of closes, each run's newest tick (its open position or waiting order),
+        and the newest events."""
+        return EventBatch(events=list(self._recent), ticks=[t for t in self._latest.values()
+                                                            if (t.symbol, t.strategy_name) in self.runs],
+                          runs=self.statuses(), saved=list(self._saved), history=await Live.history(self.state_dir))
+
+    async def status(self) -> ServerStatus:
+        """What ``btk status`` shows (``consoles`` is the server's to fill in)."""
+        positions, scheduled = [], []
+        for key, tick in self._latest.items():
+            run = self.runs.get(key)
+            signal = getattr(tick, "signal", None)
+            if run is None or run.task is None or run.task.done() or signal is None or tick.action in ("closed",
+                                                                                                      "cancelled"):
+                continue
+            (positions if signal.pending_at is not None else scheduled).append(signal)
+        return ServerStatus(str(self.state_dir), self.statuses(), positions, scheduled, list(self._errors))
 
     def workspace(self) -> Workspace:
         return Workspace(
@@ -274,7 +308,7 @@ class EngineHost:
             else:
                 run.ended = "ended"
         except asyncio.CancelledError:
-            run.ended = "closed with the console (its state is saved: starting it again resumes it)"
+            run.ended = CLOSED_WITH_ENGINE
             raise
         except Exception as exc:
             run.ended, run.failed = f"failed: {describe_error(exc)}", True

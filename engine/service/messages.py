@@ -7,8 +7,12 @@ from typing import Any
 
 import msgspec
 
+from ..report import OrderCounts
 from ..runners.live import SavedRun
-from ..types import PartialEvent, RiskEvent, TickResult
+from ..runners.walker import WalkerEvent, WalkerProgressEvent, WalkerResults
+from ..stats import BacktestStatistics
+from ..types import (Candles, PartialEvent, RiskEvent, SignalRow, TickCancelled, TickClosed, TickOpened, TickResult,
+                     TickScheduled)
 
 
 class RunStatus(msgspec.Struct, frozen=True):
@@ -36,7 +40,7 @@ class RunStatus(msgspec.Struct, frozen=True):
         return self.speed is not None
 
 
-class ErrorNote(msgspec.Struct, frozen=True):
+class ErrorNote(msgspec.Struct, frozen=True, tag_field="action", tag="error"):
     """An error the engine reported (``listen_error``), as text: the exception stays on its side."""
 
     text: str
@@ -45,14 +49,14 @@ class ErrorNote(msgspec.Struct, frozen=True):
     strategy_name: str = ""
 
 
-class Note(msgspec.Struct, frozen=True):
+class Note(msgspec.Struct, frozen=True, tag_field="action", tag="note"):
     """A line of the host's own: a run started, ended, a report saved..."""
 
     text: str
     kind: str = "info"               # info | error
 
 
-class Milestone(msgspec.Struct, frozen=True):
+class Milestone(msgspec.Struct, frozen=True, tag_field="action", tag="milestone"):
     kind: str                        # profit | loss
     event: PartialEvent
 
@@ -64,6 +68,10 @@ class BacktestProgress(msgspec.Struct, frozen=True):
     total: int
 
 
+# What a batch's events are (each tagged on ``action``, so one decoder tells them apart on a socket).
+Event = TickScheduled | TickOpened | TickClosed | TickCancelled | Milestone | RiskEvent | ErrorNote | Note
+
+
 class EventBatch(msgspec.Struct):
     """What happened since the last batch, in order. ``events``: lifecycle results (scheduled,
     opened, closed, cancelled), milestones, risk rejections, errors and notes, as they came;
@@ -71,14 +79,14 @@ class EventBatch(msgspec.Struct):
     ticks far faster than anyone reads); ``runs``: every run's status when any changed;
     ``backtest``, ``walker_progress``: the newest progress; ``walker_cells``: cells finished."""
 
-    events: list[Any] = msgspec.field(default_factory=list)
+    events: list[Event] = msgspec.field(default_factory=list)
     ticks: list[TickResult] = msgspec.field(default_factory=list)
     runs: list[RunStatus] | None = None
     saved: list[SavedRun] | None = None
-    history: list[Any] | None = None      # closes already in the state dir's history (the first batch)
+    history: list[TickClosed] | None = None   # closes already in the state dir's history (the first batch)
     backtest: BacktestProgress | None = None
-    walker_cells: list[Any] = msgspec.field(default_factory=list)
-    walker_progress: Any = None
+    walker_cells: list[WalkerEvent] = msgspec.field(default_factory=list)
+    walker_progress: WalkerProgressEvent | None = None
 
     def __bool__(self) -> bool:
         return bool(self.events or self.ticks or self.runs is not None or self.saved is not None
@@ -120,25 +128,38 @@ class BacktestOutcome(msgspec.Struct):
     symbol: str
     strategy_name: str
     stopped: bool
-    closed: list[Any]
-    stats: Any
-    candles: Any
+    closed: list[TickClosed]
+    stats: BacktestStatistics
+    candles: Candles
     start: int
     processed: int
     total: int
     seconds: float
-    orders: Any = None
+    orders: OrderCounts | None = None
 
 
 class WalkerOutcome(msgspec.Struct):
     walker_name: str
-    results: list[Any]               # WalkerResults per symbol, then the overall one
+    results: list[WalkerResults]     # per symbol, then the overall one
     stopped: bool = False
+
+
+class ServerStatus(msgspec.Struct):
+    """What ``btk status`` shows: each run, its open position and scheduled order, where its clock
+    is, and the newest errors."""
+
+    state_dir: str
+    runs: list[RunStatus]
+    positions: list[SignalRow]
+    scheduled: list[SignalRow]
+    errors: list[ErrorNote]
+    consoles: int = 0                # consoles attached to the server
 
 
 class CommandError(ValueError):
     """A command the host refused: the message says why (shown to the user as it is)."""
 
 
-__all__ = ["BacktestOutcome", "BacktestProgress", "CommandError", "ErrorNote", "EventBatch", "Milestone", "Note",
-           "RiskEvent", "RunStatus", "SavedRun", "StrategyInfo", "WalkerInfo", "WalkerOutcome", "Workspace"]
+__all__ = ["BacktestOutcome", "BacktestProgress", "CommandError", "ErrorNote", "Event", "EventBatch", "Milestone",
+           "Note", "RiskEvent", "RunStatus", "SavedRun", "ServerStatus", "StrategyInfo", "WalkerInfo", "WalkerOutcome",
+           "Workspace"]

@@ -22,7 +22,7 @@ from engine.exchange.markets import market_problem, registered_or_ccxt, stored_s
 from engine.runners.live import ResumeConflict
 from engine.persistence.candles import DEFAULT_WARMUP_MINUTES, default_home
 
-from .usage import UsageError, parse_time
+from ..usage import UsageError, parse_time
 
 
 

@@ -14,8 +14,8 @@ import engine as bk
 from engine.persistence.state import atomic_write
 from engine.runners.walker import OVERALL, walker_report
 
-from .progress import ProgressBar
-from .usage import UsageError, check_writable, one_line
+from ..progress import ProgressBar
+from ..usage import UsageError, check_writable, one_line
 
 
 # What Dask's Client accepts: [tcp|tls|inproc|ucx|ws|wss]://host:port, or host:port.
