@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--socket", type=Path, default=None, help="where to listen (default: .btk.sock in the state dir)")
     sv.add_argument("--speed", type=float, default=None, help="replay speed (default 600; 0 = flat out)")
     sv.add_argument("--log", type=Path, default=None, help="log file (default: serve.log in the state dir)")
+    sv.add_argument("--no-catch-up", dest="catch_up", action="store_false",
+                    help="runs started again on the wall clock resume at the current minute instead of first "
+                         "re-ticking the minutes missed")
 
     at = sub.add_parser("attach", help="open the console on a running `btk serve`")
     at.add_argument("--state-dir", dest="state_dir", type=Path, default=None, help="the server's state dir")

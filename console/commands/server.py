@@ -54,7 +54,8 @@ def _serve(args: argparse.Namespace) -> int:
         except WorkspaceError as e:
             raise UsageError(str(e)) from None
         log_to(log)
-        server = EngineServer(store=store, state_dir=state_dir, speed=speed, socket_path=args.socket)
+        server = EngineServer(store=store, state_dir=state_dir, speed=speed, socket_path=args.socket,
+                              catch_up=args.catch_up)
         try:
             await serve(server, ready=lambda s: print(f"btk serve: {s.state_dir} on {s.socket_path} (log {log}); "
                                                       "SIGTERM stops it, runs saved", flush=True))

@@ -63,8 +63,9 @@ class _LiveRun:
 class EngineHost:
     def __init__(self, *, store: str | Path, state_dir: str | Path, speed: float,
                  deliver: Callable[[EventBatch], None], refresh_hz: float = REFRESH_HZ,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, catch_up: bool = True) -> None:
         self.store, self.state_dir, self.speed = Path(store), Path(state_dir), float(speed)
+        self.catch_up = catch_up     # wall-clock runs restarted later re-tick the minutes they missed
         self.deliver = deliver
         self.interval = 1.0 / refresh_hz
         self.clock = clock
@@ -139,6 +140,8 @@ class EngineHost:
 
     def _on_tick(self, tick: Any) -> None:
         key = (tick.symbol, tick.strategy_name)
+        if key not in self._latest and key in self.runs:
+            self._report_catch_up(self.runs[key])          # its first tick: did it start from a saved minute?
         self._latest[key] = tick
         if tick.action in LIFECYCLE:
             self._ticks.pop(key, None)       # an older tick of the run would be read after this one
@@ -286,6 +289,7 @@ class EngineHost:
         except CommandError as e:
             raise CommandError(f"{strategy_name} on {symbol} not started: {e}") from None
         run = self.runs[key] = _LiveRun(symbol, strategy_name, name)
+        self._latest.pop(key, None)        # its first tick says whether it catches up
         run.task = asyncio.get_running_loop().create_task(self._live(run), name=f"btk-live-{symbol}-{strategy_name}")
         self._saved = [s for s in self._saved if (s.symbol, s.strategy_name) != key]
         self._saved_dirty = self._runs_dirty = True
@@ -295,7 +299,7 @@ class EngineHost:
     async def _live(self, run: _LiveRun) -> None:
         try:
             async for _ in Live.run(run.symbol, strategy_name=run.strategy_name, exchange_name=run.exchange_name,
-                                    state_dir=self.state_dir):
+                                    state_dir=self.state_dir, catch_up=self.catch_up):
                 pass
             row = next((r for r in Live.list() if (r["symbol"], r["strategy_name"]) == (run.symbol,
                                                                                         run.strategy_name)), {})
@@ -315,6 +319,14 @@ class EngineHost:
         finally:
             self._runs_dirty = True
             self.note(f"{run.strategy_name} on {run.symbol}: {run.ended}", "error" if run.failed else "info")
+
+    def _report_catch_up(self, run: _LiveRun) -> None:
+        row = next((r for r in Live.list() if (r["symbol"], r["strategy_name"]) == (run.symbol, run.strategy_name)),
+                   {})
+        start = row.get("caught_up_from")
+        if start is not None and row.get("speed") is None:
+            self.note(f"{run.strategy_name} on {run.symbol}: catching up from {iso(start)}, the last saved minute: "
+                      "closes crossed while it was down are recorded at their minute")
 
     def _running(self, strategy_name: str, symbol: str) -> _LiveRun:
         run = self.runs.get((symbol, strategy_name))

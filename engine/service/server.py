@@ -125,10 +125,11 @@ class _Console:
 
 class EngineServer:
     def __init__(self, *, store: str | os.PathLike[str], state_dir: str | os.PathLike[str], speed: float,
-                 socket_path: str | os.PathLike[str] | None = None):
+                 socket_path: str | os.PathLike[str] | None = None, catch_up: bool = True):
         self.state_dir = Path(state_dir)
         self.socket_path = Path(socket_path) if socket_path is not None else socket_for(state_dir)
-        self.host = EngineHost(store=store, state_dir=state_dir, speed=speed, deliver=self._broadcast)
+        self.host = EngineHost(store=store, state_dir=state_dir, speed=speed, deliver=self._broadcast,
+                               catch_up=catch_up)
         self.consoles: dict[int, _Console] = {}
         self._next_console = 0
         self._server: asyncio.AbstractServer | None = None
