@@ -224,6 +224,11 @@ def run_cell(cell: Cell) -> CellResult:
     return asyncio.run(run_cell_async(cell))
 
 
+def run_cells(cells: list[Cell]) -> list[CellResult]:
+    """Worker entry point for a batch of cells (Dask: one task for several, far less scheduling)."""
+    return [run_cell(cell) for cell in cells]
+
+
 _loaded_files: dict[str, Any] = {}
 
 

@@ -4,13 +4,17 @@
 
 ``process`` and ``dask`` go through a ``concurrent.futures.Executor`` (a ProcessPoolExecutor,
 or the Dask client's ``get_executor()``): a cell goes out as names and parameters, its result
-comes back as it finishes. ``inline`` needs no executor: the cell runs in this process with what
-is registered here (lambdas and closures too), and its events reach this process's listeners.
+comes back as it finishes. Dask takes cells in batches (a few per worker: each task costs the
+scheduler milliseconds, a vectorised cell takes tens) and keeps its cluster and client for the
+process, so a second walk starts at once; its workers import the engine as they start.
+``inline`` needs no executor: the cell runs in this process with what is registered here
+(lambdas and closures too), and its events reach this process's listeners.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import multiprocessing
 import os
@@ -19,11 +23,14 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
 
-from .cells import Cell, CellResult, run_cell, run_cell_async
+from .cells import Cell, CellResult, run_cell, run_cell_async, run_cells
 from .log import describe_error
 
 EXECUTORS = ("inline", "process", "dask")
 DASK_CONNECT_TIMEOUT_S = 10.0
+BATCHES_PER_WORKER = 4       # Dask: cells go in this many batches per worker (enough to balance the load)
+# The LocalCluster (and its client) of each size started in this process: kept between walks.
+_dask: dict[int, tuple[Any, Any]] = {}
 
 
 def ensure_resource_tracker() -> None:
@@ -94,7 +101,10 @@ class CellRunner:
             from distributed import Client, LocalCluster
         except ImportError as exc:  # pragma: no cover - a dependency of btk
             raise RuntimeError("the dask executor needs `distributed` (pip install distributed)") from exc
-        if self.scheduler:
+        kept = None if self.scheduler else _dask.get(self.workers)
+        if kept is not None and kept[1].status == "running":
+            self._cluster, self._client = kept
+        elif self.scheduler:
             try:
                 self._client = Client(self.scheduler, timeout=DASK_CONNECT_TIMEOUT_S)
             except Exception as exc:    # OSError, or whatever a peer that is not a scheduler answered
@@ -102,21 +112,33 @@ class CellRunner:
                                       f"{describe_error(exc)}") from exc
         else:
             self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                         dashboard_address=None, silence_logs=logging.ERROR)
+                                         dashboard_address=None, silence_logs=logging.ERROR,
+                                         preload=["engine.cells"])
             self._client = Client(self._cluster)
+        if self._cluster is not None:        # our own cluster: kept for the next walk
+            if not _dask:
+                atexit.register(close_dask)
+            _dask[self.workers] = (self._cluster, self._client)
         self.executor = self._client.get_executor()
 
     async def __aexit__(self, *exc: Any) -> None:
         if isinstance(self.executor, ProcessPoolExecutor):
             await asyncio.to_thread(self.executor.shutdown, True, cancel_futures=True)
-        if self._client is not None:
-            await asyncio.to_thread(self._stop_dask)
-        self.executor = None
+        if self._client is not None and self._cluster is None:     # a scheduler's: not ours to keep
+            await asyncio.to_thread(self._client.close)
+        self.executor = None         # a LocalCluster is kept for the next walk (close_dask at exit)
 
-    def _stop_dask(self) -> None:
-        self._client.close()
-        if self._cluster is not None:
-            self._cluster.close()
+    def run_all(self, cells: list[Cell], skip: Callable[[], bool] = lambda: False
+                ) -> list[Awaitable[CellResult | None]]:
+        """One awaitable per cell, as ``run`` gives; Dask takes them in batches."""
+        if self._client is None:
+            return [self.run(cell, skip) for cell in cells]
+        out: list[Awaitable[CellResult | None]] = []
+        assert self.executor is not None
+        for batch in batches(cells, self.workers):
+            done = asyncio.wrap_future(self.executor.submit(run_cells, batch))
+            out += [_pick(done, i) for i in range(len(batch))]
+        return out
 
     def run(self, cell: Cell, skip: Callable[[], bool] = lambda: False) -> Awaitable[CellResult | None]:
         """The cell's result once it finishes; None when ``skip()`` said so before it started
@@ -130,3 +152,26 @@ class CellRunner:
             if skip():
                 return None
             return await run_cell_async(cell)
+
+
+def batches(cells: list[Any], workers: int) -> list[list[Any]]:
+    """Cells in consecutive batches, about ``BATCHES_PER_WORKER`` per worker (one cell each when
+    there are no more cells than that)."""
+    size = max(1, -(-len(cells) // (workers * BATCHES_PER_WORKER)))
+    return [cells[a:a + size] for a in range(0, len(cells), size)]
+
+
+async def _pick(batch: Awaitable[list[CellResult]], i: int) -> CellResult:
+    return (await batch)[i]
+
+
+def close_dask() -> None:
+    """Close the Dask clients (and local clusters) kept for this process."""
+    for cluster, client in list(_dask.values()):
+        try:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        except Exception:  # noqa: BLE001 - at exit, whatever a closing cluster says
+            pass
+    _dask.clear()

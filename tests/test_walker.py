@@ -367,3 +367,16 @@ async def test_a_sweep_with_its_vectorised_twin_runs_it_in_every_executor(store)
         assert table(results) == table(per_frame), executor
         rows = [r for sym, res in results.items() if sym != "*" for r in res.rows]
         assert rows and all(r.vectorised for r in rows), executor
+
+
+async def test_dask_takes_cells_in_batches_and_keeps_its_cluster_for_the_next_walk(store):
+    import engine.executors as executors
+    assert executors.batches(list(range(8)), 1) == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    assert executors.batches(list(range(8)), 2) == [[i] for i in range(8)]
+    setup_sweep(store)
+    _, inline = await walk(executor="inline", cache=False)
+    _, first = await walk(executor="dask", cache=False, workers=1)      # 8 cells, 1 worker: batches of 2
+    cluster = executors._dask[1][0]
+    _, second = await walk(executor="dask", cache=False, workers=1)
+    assert table(first) == table(second) == table(inline)
+    assert executors._dask[1][0] is cluster                              # the same cluster, kept

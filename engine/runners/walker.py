@@ -276,18 +276,18 @@ async def _walk(state: WalkerState, *, executor: str, scheduler: str | None, fre
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(CellCache()) if cache else None
         async with runner:
-            pending: dict[asyncio.Future[CellResult | None], Cell] = {}
+            pending: list[asyncio.Future[CellResult | None]] = []
+            to_run: list[Cell] = []
             for cell in cells:
                 await _callback(cb.on_strategy_start, cell.strategy.strategy_name, cell.symbol, symbol=cell.symbol, **ctx)
                 hit = await store.get(cell.key) if store is not None and not fresh else None
-                done: asyncio.Future[CellResult | None] = asyncio.get_running_loop().create_future()
                 if hit is not None:
+                    done: asyncio.Future[CellResult | None] = asyncio.get_running_loop().create_future()
                     done.set_result(hit)
-                elif state.stop_requested:
-                    continue
-                else:
-                    done = asyncio.ensure_future(runner.run(cell, lambda: state.stop_requested))
-                pending[done] = cell
+                    pending.append(done)
+                elif not state.stop_requested:
+                    to_run.append(cell)
+            pending += [asyncio.ensure_future(a) for a in runner.run_all(to_run, lambda: state.stop_requested)]
             for next_done in asyncio.as_completed(list(pending)):
                 result = await next_done
                 if result is None:
