@@ -20,6 +20,8 @@ closes it, with progress computed exactly as ``pnl.progress`` (and the tick) doe
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
 import math
 from typing import NamedTuple
 
@@ -209,7 +211,7 @@ LEVEL_LIST = [int(level) for level in LEVELS]
 
 def levels_reached(percent: float) -> int:
     """How many milestone levels (10, 20, ... 100) a progress of ``percent`` reached."""
-    return int(np.searchsorted(LEVELS, percent, side="right"))
+    return bisect_right(LEVEL_LIST, percent)
 
 
 def milestone_crossings(prices: np.ndarray, *, position: str, price_open: float, take_profit: float,
@@ -261,9 +263,10 @@ def milestone_reach(*, position: str, price_open: float, take_profit: float, sto
     open ranged over ``[low, high]``: the counts ``milestone_crossings`` would list, from the
     extremes alone (the progress is monotonic in the price)."""
     best, worst = (high, low) if position == "long" else (low, high)
-    percent_tp, _ = progress(position, price_open, take_profit, stop_loss, np.array([best]))
-    _, percent_sl = progress(position, price_open, take_profit, stop_loss, np.array([worst]))
-    return levels_reached(float(percent_tp[0])), levels_reached(float(percent_sl[0]))
+    # progress on Python floats: the same IEEE operations as on an array, without numpy's overhead
+    percent_tp, _ = progress(position, price_open, take_profit, stop_loss, float(best))
+    _, percent_sl = progress(position, price_open, take_profit, stop_loss, float(worst))
+    return levels_reached(percent_tp), levels_reached(percent_sl)
 
 
 def milestone_reach_many(*, long: np.ndarray, price_open: np.ndarray, take_profit: np.ndarray,
