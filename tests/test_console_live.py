@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
 import pytest
 from textual.widgets import DataTable, Label, RichLog, Select
 
@@ -16,7 +15,6 @@ from console.screens.dialogs import ConfirmDialog, StartDialog
 from console.screens.live import LiveScreen
 from console.screens.position import PositionScreen
 from engine.exchange.bundled import StoreExchange, ensure_seeded
-from engine.interval import MINUTE_MS
 from engine.persistence.candles import connect, import_candles
 
 from .console_helpers import make_app_async, wait_for

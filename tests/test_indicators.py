@@ -4,7 +4,6 @@ values both ways; the checks catch look-ahead and a warm-up too short for a recu
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import subprocess
 import sys

@@ -5,7 +5,6 @@ started again resumes its runs; another user is refused; malformed frames never 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import random

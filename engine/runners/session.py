@@ -34,7 +34,7 @@ from ..persistence.journal import Journal, JournalEvent
 from ..persistence.state import (FilePersistence, PersistError, StateStore, entry_key, legacy_key, persistence_for,
                                  run_key, safe_name)
 from ..risk import ClientRisk, RiskPosition
-from ..types import PartialEvent, SignalRow, TickClosed, is_finite_number
+from ..types import PartialEvent, SignalRow, is_finite_number
 
 RUN_DOMAINS = ("signal", "schedule", "partial", "live", "journal")   # a run's own entries (risk files are shared)
 # An idle run saves its cursor after a minute of wall time or an hour of market time (a replay or a

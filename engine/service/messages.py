@@ -3,7 +3,6 @@ events (msgspec Structs, so a batch can cross a thread or, encoded, a socket).""
 
 from __future__ import annotations
 
-from typing import Any
 
 import msgspec
 
