@@ -423,10 +423,11 @@ class LiveSession:
             return
         self.failing = where
         reason = getattr(exc, "strerror", None) or str(exc)
-        self._report(PersistError(getattr(exc, "errno", None) or 0,
-                                  f"could not save the {what} state of {self.state.strategy_name} on {self.state.symbol} "
-                                  f"to {where}: {reason}; the files on disk keep the state before it, btk goes on "
-                                  "with the state in memory and retries the write every tick"), "persist save")
+        message = (f"could not save the {what} state of {self.state.strategy_name} on {self.state.symbol} to {where}: "
+                   f"{reason}; the files on disk keep the state before it, btk goes on with the state in memory and "
+                   "retries the write every tick")
+        code = getattr(exc, "errno", None)
+        self._report(PersistError(code, message) if code else PersistError(message), "persist save")
 
     def _recovered(self) -> None:
         if self.failing is not None and self.pending is None and not self.risk_pending:
