@@ -43,7 +43,8 @@ from .sweep import add_sweep, expand_grid, sweep_name
 from .stats import BacktestStatistics, backtest_statistics
 from .vectorised import SignalFrame, Signals, SignalsError, lookahead_problems
 from .types import (
-    BacktestProgressEvent, Candle, Candles, DoneEvent, ErrorEvent, PartialEvent, PerformanceEvent, PnL,
+    BacktestProgressEvent, Candle, Candles, DoneEvent, Entry, ErrorEvent, PartialClose, PartialEvent, PerformanceEvent,
+    PnL,
     RiskEvent, SignalDto, SignalRow, TickActive, TickCancelled, TickClosed, TickIdle, TickOpened, TickResult,
     TickScheduled,
 )

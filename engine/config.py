@@ -30,6 +30,7 @@ class GlobalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     CC_GET_CANDLES_PRICE_ANOMALY_THRESHOLD_FACTOR: float = 1000
     CC_GET_CANDLES_MIN_CANDLES_FOR_MEDIAN: int = 5
     CC_PRICE_TRIGGER: str = "vwap"
+    CC_POSITION_ENTRY_COST: float = 100.0
 
 
 KEYS = tuple(GlobalConfig.__struct_fields__)
@@ -106,6 +107,7 @@ def config_problems(c: GlobalConfig) -> list[str]:
     integer("CC_MAX_CANDLES_PER_REQUEST", positive=True)
     number("CC_GET_CANDLES_PRICE_ANOMALY_THRESHOLD_FACTOR", positive=True)
     integer("CC_GET_CANDLES_MIN_CANDLES_FOR_MEDIAN", positive=True)
+    number("CC_POSITION_ENTRY_COST", positive=True)
     if c.CC_PRICE_TRIGGER not in PRICE_TRIGGERS:
         p.append(f"CC_PRICE_TRIGGER must be one of {', '.join(PRICE_TRIGGERS)}, got {c.CC_PRICE_TRIGGER!r}")
     return p

@@ -105,6 +105,7 @@ class ClientStrategy:
         self.resolved_ahead: Any = None
         # The row opened through the lane (open_planned), until close_planned closes it.
         self.planned: int | None = None
+        self._entry_cost = get_config().CC_POSITION_ENTRY_COST     # the money of a single-entry position
         self._per_candle_callbacks = any(getattr(self.callbacks, name) is not None for name in PER_CANDLE_CALLBACKS)
         self._plain: tuple[int, LaneMode | None] = (-1, None)          # (bus generation, plain())
         self._milestone_entries: tuple[Any, ...] | None = None             # for flush_planned
@@ -368,7 +369,8 @@ class ClientStrategy:
                 column.append(value)
         self.clock.now = when
         result = TickClosed(self.symbol, self.strategy_name, self.exchange_name, self.frame_name, price, True, when,
-                            s, reason, when, PnL(pnl, s.price_open, close_price))
+                            s, reason, when, PnL(pnl, s.price_open, close_price, pnl / 100.0 * self._entry_cost,
+                                                 self._entry_cost))
         self.partial.clear(s.id)
         if self.risks:
             self.release_risk()

@@ -204,6 +204,25 @@ class SignalDto(msgspec.Struct, frozen=True):
     id: str | None = None
 
 
+class Entry(msgspec.Struct, frozen=True, gc=False):
+    """One entry of a position: its price and the money put in (the first, and each DCA buy)."""
+
+    price: float
+    cost: float
+
+
+class PartialClose(msgspec.Struct, frozen=True, gc=False):
+    """Part of a position closed early: ``percent`` of what was held then, at ``price``;
+    ``cost_basis`` the money held just before it, ``entries`` how many entries it had by then."""
+
+    kind: str                  # "profit" | "loss"
+    percent: float
+    price: float
+    cost_basis: float
+    entries: int
+    timestamp: int = 0
+
+
 class SignalRow(msgspec.Struct, frozen=True, gc=False):
     """A signal made concrete by the engine.
 
@@ -230,12 +249,18 @@ class SignalRow(msgspec.Struct, frozen=True, gc=False):
     note: str = ""
     peak_pnl: float | None = None
     trough_pnl: float | None = None
+    # Position management: the entries (empty: one, at price_open, of CC_POSITION_ENTRY_COST) and
+    # the partial closes so far, oldest first.
+    entries: tuple[Entry, ...] = ()
+    partials: tuple[PartialClose, ...] = ()
 
 
 class PnL(msgspec.Struct, frozen=True, gc=False):
     pnl_percentage: float
-    price_open: float
+    price_open: float              # the effective entry price (entries averaged by their cost)
     price_close: float
+    pnl_cost: float | None = None          # the PnL in money (None: recorded before btk had it)
+    pnl_entries: float | None = None       # the money put in (one entry: CC_POSITION_ENTRY_COST)
 
 
 class _Tick(msgspec.Struct, frozen=True, tag_field="action", gc=False):
