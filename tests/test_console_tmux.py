@@ -215,14 +215,13 @@ def test_a_console_attached_to_a_server_detaches_when_its_terminal_goes_and_atta
             assert time.monotonic() < deadline, "the server still counts the console that went"
             time.sleep(0.2)
         assert [r["state"] for r in status()["runs"]] == ["running"]
-        held = {p["id"][:8] for p in status()["positions"]}
         again = Tmux(home, width=100, height=30)
         try:
             screen = again.wait_for(re.compile(r"│ BTCUSDT\s+sma_cross\s+long"), timeout=60)
             assert run_state(screen, "sma_cross", "BTCUSDT") == "running"
             again.send("q")                   # attached: quits at once, the run goes on
             assert again.exit_status() == 0
-            assert [r["state"] for r in status()["runs"]] == ["running"] and held is not None
+            assert [r["state"] for r in status()["runs"]] == ["running"]
         finally:
             again.kill()
         assert socket_for(home / "state").exists()
