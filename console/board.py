@@ -13,8 +13,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 import engine as bk
 from engine.interval import MINUTE_MS
+from engine.pnl import effective_price
+from engine.position import held_percent
 
 FEED_LINES = 200
 SEEN_EVENTS = 20_000          # event ids remembered to drop repeats
@@ -38,6 +42,16 @@ class OpenSignal:
     @property
     def age_minutes(self) -> int:
         return max(0, (self.tick.created_at - (self.signal.pending_at or self.tick.created_at)) // MINUTE_MS)
+
+    @property
+    def entry(self) -> float:
+        """The effective entry (its entries averaged by money)."""
+        return effective_price(self.signal)
+
+    @property
+    def held(self) -> float:
+        """Percent of the money put in still held (100 until a partial close)."""
+        return held_percent(self.signal)
 
 
 @dataclass
@@ -188,6 +202,28 @@ class LiveBoard:
         self.levels.setdefault(event.signal.id, []).append((kind, event.level, event.timestamp, event.current_price))
         self._touch(event.timestamp)
 
+    def apply_commit(self, event: bk.CommitEvent) -> None:
+        """A command acted: the position's row shows the row it left (its trailed levels, entry,
+        share held) at once, and the log says what it did, the figure first."""
+        if not self._first(event.event_id):
+            return
+        key = (event.symbol, event.strategy_name)
+        held = self.open.get(key)
+        if held is not None and held.signal.id == event.signal.id and event.action != "close_pending":
+            self.open[key] = OpenSignal(msgspec.structs.replace(held.tick, signal=event.signal), held.percent_tp,
+                                        held.percent_sl)
+        kind = "info"
+        if event.pnl is not None and event.action != "close_pending":
+            kind = "profit" if event.pnl.pnl_percentage > 0 else "loss"
+        self._add(self.log, event.timestamp, commit_line(event), kind)
+        self._touch(event.timestamp)
+
+    def apply_breakeven(self, event: bk.BreakevenEvent) -> None:
+        if not self._first(event.event_id):
+            return
+        self._add(self.milestones, event.timestamp, f"BE {event.symbol} {event.strategy_name}", "profit")
+        self._touch(event.timestamp)
+
     def apply_risk(self, event: bk.RiskEvent) -> None:
         self.summary.rejections += 1
         note = " ".join(event.rejection_note.split()) or "rejected"
@@ -213,3 +249,25 @@ class LiveBoard:
         self.scheduled.pop((symbol, strategy_name), None)
         self._touch(0)
 
+
+
+def commit_line(event: bk.CommitEvent) -> str:
+    """A command in one log line: what it did first, then where, then its figures."""
+    s, who = event.signal, f"{event.symbol} {event.strategy_name}"
+    by = "" if event.source == "strategy" else f" ({event.source})"
+    action = event.action
+    if action in ("partial_profit", "partial_loss"):
+        pnl = event.pnl
+        figure = f"{pnl.pnl_percentage:+.2f}% " if pnl is not None else ""
+        return f"{figure}closed {event.percent:g}% {who} @ {event.current_price:.6g}, {held_percent(s):.4g}% held{by}"
+    if action in ("trailing_stop", "breakeven"):
+        return f"SL {s.stop_loss:.6g} {who} ({action.replace('_', ' ')}){by}"
+    if action == "trailing_take":
+        return f"TP {s.take_profit:.6g} {who} (trailing take){by}"
+    if action == "average_buy":
+        return f"bought {event.cost:g} more {who} @ {event.current_price:.6g}, entry {effective_price(s):.6g}{by}"
+    if action == "close_pending":
+        return f"close {who} @ {event.current_price:.6g}{by}"
+    if action == "activate_scheduled":
+        return f"activated {who} order @ {s.price_open:.6g}{by}"
+    return f"cancelled {who} order{by}"

@@ -20,7 +20,7 @@ from textual.message import Message
 
 import engine as bk
 from engine.service.messages import BacktestProgress as BacktestProgressEvent
-from engine.service.messages import ErrorNote, EventBatch, Milestone, Note, RunStatus
+from engine.service.messages import Breakeven, Commit, ErrorNote, EventBatch, Milestone, Note, RunStatus
 
 from .board import LiveBoard
 
@@ -112,6 +112,10 @@ class EngineBridge:
                 board.apply_milestone(event.kind, event.event)
             elif isinstance(event, bk.RiskEvent):
                 board.apply_risk(event)
+            elif isinstance(event, Commit):
+                board.apply_commit(event.event)
+            elif isinstance(event, Breakeven):
+                board.apply_breakeven(event.event)
             elif isinstance(event, ErrorNote):
                 board.apply_error(event)
             elif isinstance(event, Note):

@@ -7,6 +7,10 @@ imports a UI module (a test proves it).
 from .analytics import (Heat, HeatRow, HeatStatistics, MetricStatistics, MilestoneEvent, Partial, PartialStatistics,
                         Performance, PerformanceStatistics, Risk, RiskStatistics, Schedule, ScheduleEvent,
                         ScheduleStatistics, heat_statistics, reset_analytics)
+from .commands import (commit_activate_scheduled, commit_average_buy, commit_breakeven, commit_cancel_scheduled,
+                       commit_close_pending, commit_partial_loss, commit_partial_profit, commit_trailing_stop,
+                       commit_trailing_take, get_pending_signal, get_position_effective_price, get_position_entries,
+                       get_position_partials, get_position_percent_held, get_scheduled_signal)
 from .config import GlobalConfig, get_config, reset_config, set_config
 from .context import get_date, get_mode
 from .events import (
@@ -17,6 +21,8 @@ from .events import (
     listen_performance, listen_risk, listen_risk_live, listen_risk_once, listen_signal, listen_signal_backtest,
     listen_signal_backtest_once, listen_signal_live, listen_signal_live_once, listen_signal_once,
     listen_validation, listen_walker, listen_walker_complete, listen_walker_once, listen_walker_progress,
+    listen_active_ping, listen_active_ping_once, listen_breakeven, listen_breakeven_once, listen_schedule_ping,
+    listen_schedule_ping_once, listen_strategy_commit, listen_strategy_commit_once,
 )
 from .exchange.errors import CandleDataError, CandlesUnavailable, ExchangeError, HistoryUnavailable
 from .exchange.replay import ReplayExchange, add_replay_exchange
@@ -25,7 +31,8 @@ from .indicators import Indicator, IndicatorError, indicator_problems
 from .log import set_logger
 from .persistence.state import (CorruptStateError, FilePersistence, MemoryPersistence, PersistenceAdapter, PersistError,
                       StateDirBusy, set_persistence)
-from .pnl import to_profit_loss
+from .pnl import effective_price, to_profit_loss
+from .position import ACTIONS as COMMIT_ACTIONS, CommitPreview, CommitResult
 from .report import OrderCounts
 from .registry import (
     ExchangeCallbacks, FrameCallbacks, RiskCallbacks, SizingCallbacks, StrategyCallbacks, WalkerCallbacks,
@@ -43,7 +50,7 @@ from .sweep import add_sweep, expand_grid, sweep_name
 from .stats import BacktestStatistics, backtest_statistics
 from .vectorised import SignalFrame, Signals, SignalsError, lookahead_problems
 from .types import (
-    BacktestProgressEvent, Candle, Candles, DoneEvent, Entry, ErrorEvent, PartialClose, PartialEvent, PerformanceEvent,
+    BacktestProgressEvent, BreakevenEvent, Candle, Candles, CommitEvent, DoneEvent, PingEvent, Entry, ErrorEvent, PartialClose, PartialEvent, PerformanceEvent,
     PnL,
     RiskEvent, SignalDto, SignalRow, TickActive, TickCancelled, TickClosed, TickIdle, TickOpened, TickResult,
     TickScheduled,
@@ -52,4 +59,4 @@ from .types import (
 __all__ = [name for name in dir() if not name.startswith("_") and name not in {
     "config", "context", "events", "exchange", "functions", "log", "pnl", "registry", "risk", "runners",
     "signal", "sizing", "stats", "types", "feed", "interval", "fastpath", "partial", "persistence", "report",
-    "strategy", "analytics", "cells", "cellcache", "executors", "sweep", "vectorised", "windows"}]
+    "strategy", "analytics", "commands", "position", "cells", "cellcache", "executors", "sweep", "vectorised", "windows"}]

@@ -31,6 +31,14 @@ class GlobalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     CC_GET_CANDLES_MIN_CANDLES_FOR_MEDIAN: int = 5
     CC_PRICE_TRIGGER: str = "vwap"
     CC_POSITION_ENTRY_COST: float = 100.0
+    # Position management (backtest-kit's names): breakeven needs the price past the entry by
+    # (slippage + fee) * 2 + this percent; the *_EVERYWHERE switches lift the guards on trailing
+    # (only tighten), DCA (only below the lowest entry for a long) and partial closes (only on
+    # the side they are named for).
+    CC_BREAKEVEN_THRESHOLD: float = 0.2
+    CC_ENABLE_TRAILING_EVERYWHERE: bool = False
+    CC_ENABLE_DCA_EVERYWHERE: bool = False
+    CC_ENABLE_PPPL_EVERYWHERE: bool = False
 
 
 KEYS = tuple(GlobalConfig.__struct_fields__)
@@ -108,6 +116,10 @@ def config_problems(c: GlobalConfig) -> list[str]:
     number("CC_GET_CANDLES_PRICE_ANOMALY_THRESHOLD_FACTOR", positive=True)
     integer("CC_GET_CANDLES_MIN_CANDLES_FOR_MEDIAN", positive=True)
     number("CC_POSITION_ENTRY_COST", positive=True)
+    number("CC_BREAKEVEN_THRESHOLD")
+    for key in ("CC_ENABLE_TRAILING_EVERYWHERE", "CC_ENABLE_DCA_EVERYWHERE", "CC_ENABLE_PPPL_EVERYWHERE"):
+        if not isinstance(getattr(c, key), bool):
+            p.append(f"{key} must be True or False, got {getattr(c, key)!r}")
     if c.CC_PRICE_TRIGGER not in PRICE_TRIGGERS:
         p.append(f"CC_PRICE_TRIGGER must be one of {', '.join(PRICE_TRIGGERS)}, got {c.CC_PRICE_TRIGGER!r}")
     return p

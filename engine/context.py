@@ -98,16 +98,17 @@ class ExecutionContext:
     ``when`` is read from the clock, so a backtest moves one context object through its
     frames without rebuilding it, and entering it is one ContextVar set."""
 
-    __slots__ = ("symbol", "backtest", "clock", "feed", "method", "indicators")
+    __slots__ = ("symbol", "backtest", "clock", "feed", "method", "indicators", "owner")
 
     def __init__(self, symbol: str, backtest: bool, clock: Clock, feed: CandleFeed, method: MethodContext,
-                 indicators: Any = None):
+                 indicators: Any = None, owner: Any = None):
         self.symbol = symbol
         self.backtest = backtest
         self.clock = clock
         self.feed = feed
         self.method = method
         self.indicators = indicators     # the strategy's declared indicators: when -> a view (or None)
+        self.owner = owner               # the ClientStrategy running the code (its commands act on it)
 
     @property
     def when(self) -> int:

@@ -153,7 +153,7 @@ class Channel:
         if taps is None:
             taps = self._taps_by_type[kind] = [tap for tap in self.taps if self._kinds[tap] is None
                                                or issubclass(kind, self._kinds[tap])]  # type: ignore[arg-type]
-        for tap in taps:
+        for tap in taps:     # (record's loop, inline: this runs per frame for some channels)
             try:
                 tap(payload)
             except Exception as exc:
@@ -161,6 +161,19 @@ class Channel:
         if self.listeners:
             for listener in tuple(self.listeners):
                 listener.deliver(payload)
+
+    def record(self, payload: Any) -> None:
+        """``emit`` to the taps only (the listeners were told already, by ``notify``)."""
+        kind = type(payload)
+        taps = self._taps_by_type.get(kind)
+        if taps is None:
+            taps = self._taps_by_type[kind] = [tap for tap in self.taps if self._kinds[tap] is None
+                                               or issubclass(kind, self._kinds[tap])]  # type: ignore[arg-type]
+        for tap in taps:
+            try:
+                tap(payload)
+            except Exception as exc:
+                self.bus.report(exc, where=f"{self.name} recorder")
 
     def notify(self, payload: Any) -> None:
         """``emit`` to the listeners only: the taps record the same event another way (a batch)."""
@@ -193,6 +206,7 @@ CHANNELS = (
     "done_backtest", "done_live", "done_walker",
     "backtest_progress", "walker", "walker_progress", "walker_complete",
     "partial_profit", "partial_loss", "risk", "validation", "error", "exit", "performance",
+    "strategy_commit", "breakeven", "active_ping", "schedule_ping",
 )
 
 
@@ -323,6 +337,17 @@ listen_validation = _listen("validation")
 listen_error = _listen("error")
 listen_exit = _listen("exit")
 listen_performance = _listen("performance")
+# Position management: commands that acted (listen_strategy_commit), breakeven becoming available
+# (once per signal), and a ping each minute a position is open or an order waits: the moment a
+# strategy may act. A backtest walks the candles of a position one by one while these are heard.
+listen_strategy_commit = _listen("strategy_commit")
+listen_strategy_commit_once = _listen_once("strategy_commit")
+listen_breakeven = _listen("breakeven")
+listen_breakeven_once = _listen_once("breakeven")
+listen_active_ping = _listen("active_ping")
+listen_active_ping_once = _listen_once("active_ping")
+listen_schedule_ping = _listen("schedule_ping")
+listen_schedule_ping_once = _listen_once("schedule_ping")
 
 
 async def drain_events() -> None:

@@ -161,12 +161,16 @@ def progress(position: str, price_open: float, take_profit: float, stop_loss: fl
     """(percent_tp, percent_sl): how far ``current`` went toward TP / SL, each in [0, 100], as
     SEMANTICS.md section 6 writes it. ``current`` is a price (the tick) or an array of prices (the
     fast path): the same operations on the same doubles, so both reach a level on the same price."""
+    # A level at or behind the entry (a stop-loss moved to breakeven or trailed into profit) has no
+    # way to go on its side: it reads 0 (the price past it closes the position instead).
     if position == "long":
-        tp = (current - price_open) / (take_profit - price_open) * 100.0
-        sl = (price_open - current) / (price_open - stop_loss) * 100.0
+        to_tp, to_sl = take_profit - price_open, price_open - stop_loss
+        tp = (current - price_open) / to_tp * 100.0 if to_tp > 0 else current * 0.0
+        sl = (price_open - current) / to_sl * 100.0 if to_sl > 0 else current * 0.0
     else:
-        tp = (price_open - current) / (price_open - take_profit) * 100.0
-        sl = (current - price_open) / (stop_loss - price_open) * 100.0
+        to_tp, to_sl = price_open - take_profit, stop_loss - price_open
+        tp = (price_open - current) / to_tp * 100.0 if to_tp > 0 else current * 0.0
+        sl = (current - price_open) / to_sl * 100.0 if to_sl > 0 else current * 0.0
     if isinstance(tp, np.ndarray):
         return np.clip(tp, 0.0, 100.0), np.clip(sl, 0.0, 100.0)
     return min(max(tp, 0.0), 100.0), min(max(sl, 0.0), 100.0)

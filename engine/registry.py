@@ -33,7 +33,11 @@ class StrategyCallbacks(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     ``on_tick(symbol, result, backtest)``, ``on_schedule(symbol, signal, current_price, backtest)``,
     ``on_cancel(symbol, signal, current_price, backtest)``, ``on_write(symbol, signal_or_none, backtest)``,
     ``on_partial_profit(symbol, signal, current_price, percent, backtest)``,
-    ``on_partial_loss(symbol, signal, current_price, percent, backtest)``."""
+    ``on_partial_loss(symbol, signal, current_price, percent, backtest)``,
+    ``on_breakeven(symbol, signal, current_price, backtest)`` (once per signal, when moving the
+    stop-loss to the entry becomes possible), ``on_active_ping(symbol, signal, current_price, backtest)``
+    and ``on_schedule_ping(symbol, signal, current_price, backtest)`` (each minute a position is open
+    or an order waits). Any of them may act on the position with ``bk.commit_*``."""
 
     on_open: Callable | None = None
     on_close: Callable | None = None
@@ -45,6 +49,9 @@ class StrategyCallbacks(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     on_write: Callable | None = None
     on_partial_profit: Callable | None = None
     on_partial_loss: Callable | None = None
+    on_breakeven: Callable | None = None
+    on_active_ping: Callable | None = None
+    on_schedule_ping: Callable | None = None
 
 
 class ExchangeCallbacks(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

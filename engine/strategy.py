@@ -33,12 +33,14 @@ from .feed import ExchangeFeed, Series, SeriesFeed
 from .indicators import LiveIndicators, SeriesIndicators
 from .interval import MINUTE_MS, interval_ms, to_datetime
 from .partial import MilestoneBatch, MilestoneDigest, PartialTracker
-from .pnl import pnl_percentage, progress, to_profit_loss
+from .pnl import effective_price, pnl_percentage, progress, to_profit_loss
+from .position import ACTIONS, SCHEDULE_ACTIONS, CommitPreview, CommitResult, Refusal, breakeven_reached, \
+    breakeven_threshold, fully_closed, plan
 from .registry import StrategySchema
 from .risk import ClientRisk, Rejection, risk_for
 from .signal import SignalValidationError, row_minutes, signal_problems
-from .types import (PnL, PartialEvent, RiskEvent, SignalDto, SignalRow, TickActive, TickCancelled, TickClosed,
-                    TickIdle, TickOpened, TickResult, TickScheduled)
+from .types import (BreakevenEvent, CommitEvent, PingEvent, PnL, PartialEvent, RiskEvent, SignalDto, SignalRow,
+                    TickActive, TickCancelled, TickClosed, TickIdle, TickOpened, TickResult, TickScheduled)
 
 replace = msgspec.structs.replace
 
@@ -62,7 +64,8 @@ class LaneMode(NamedTuple):
 
 
 # Callbacks that see every candle of an open position or every frame: the lane skips those candles.
-PER_CANDLE_CALLBACKS = ("on_active", "on_partial_profit", "on_partial_loss", "on_tick", "on_idle")
+PER_CANDLE_CALLBACKS = ("on_active", "on_partial_profit", "on_partial_loss", "on_tick", "on_idle", "on_active_ping",
+                        "on_breakeven", "on_schedule_ping")
 
 # Returned for idle ticks nobody observes: building a TickIdle per frame costs time for nothing.
 UNOBSERVED_IDLE = TickIdle("", "", "", "", math.nan, True, 0)
@@ -83,7 +86,8 @@ class ClientStrategy:
             indicators = SeriesIndicators(schema.indicators, feed, symbol, clock) if isinstance(feed, SeriesFeed) \
                 else LiveIndicators(schema.indicators, feed, symbol)
         self.execution = ExecutionContext(symbol, backtest, clock, feed,
-                                          MethodContext(schema.strategy_name, exchange_name, frame_name), indicators)
+                                          MethodContext(schema.strategy_name, exchange_name, frame_name), indicators,
+                                          self)
         self.interval_ms = interval_ms(schema.interval)
         self.risks: list[ClientRisk] = [risk_for(name) for name in schema.risk_names]
         self.partial = partial or PartialTracker()
@@ -110,6 +114,14 @@ class ClientStrategy:
         self._plain: tuple[int, LaneMode | None] = (-1, None)          # (bus generation, plain())
         self._milestone_entries: tuple[Any, ...] | None = None             # for flush_planned
         self._signal_channel = bus.signal_backtest if backtest else bus.signal_live  # type: ignore[attr-defined]
+        # Held by a live loop through each minute's work and by a command from outside the
+        # strategy (the console, Live.commit_*), so neither sees the other's change half made.
+        self.acting = asyncio.Lock()
+        # The close or cancel a command made (a backtest's resolution returns it).
+        self.last_result: TickResult | None = None
+        # (time, VWAP) of the candle a backtest replays: a command there acts at the price its
+        # callbacks and events were given (a backtest's candle T is judged on T-4..T).
+        self.candle_price: tuple[int, float] | None = None
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -164,6 +176,89 @@ class ClientStrategy:
     def stop(self) -> None:
         """No new signals from now on; an open position is still watched until it closes."""
         self.stopped = True
+
+    # --- commands on the position (the rules: engine/position.py) -------------------------------
+
+    async def current_price(self) -> float:
+        """The VWAP at the clock's minute: the price a command acts at."""
+        when = self.clock.now
+        if self.candle_price is not None and self.candle_price[0] == when:
+            return self.candle_price[1]
+        price = self.feed.price_now(self.symbol, when)
+        return price if price is not None else await self.feed.average_price(self.symbol, when)
+
+    def _target(self, action: str) -> SignalRow | None:
+        if action not in ACTIONS:
+            raise ValueError(f"unknown command {action!r}; one of {', '.join(ACTIONS)}")
+        return self.scheduled if action in SCHEDULE_ACTIONS else self.pending
+
+    def _nothing(self, action: str) -> str:
+        what = "no scheduled order" if action in SCHEDULE_ACTIONS else "no open position"
+        return f"{what} of {self.strategy_name} on {self.symbol}"
+
+    async def preview(self, action: str, *, percent: float | None = None, cost: float | None = None) -> CommitPreview:
+        """What ``commit`` would do now, without doing it."""
+        row = self._target(action)
+        if row is None:
+            plan(action, _PROBE, 1.0, 0, get_config(), percent=percent, cost=cost)  # bad arguments still raise
+            return CommitPreview(action, False, math.nan, self._nothing(action))
+        price = await self.current_price()
+        planned = plan(action, row, price, self.clock.now, get_config(), percent=percent, cost=cost)
+        if isinstance(planned, Refusal):
+            return CommitPreview(action, False, price, planned.reason, row)
+        if action == "activate_scheduled" and self.stopped:
+            return CommitPreview(action, False, price, "the strategy is stopped: it opens no new position", row)
+        after, pnl = planned
+        gone = action in ("close_pending", "cancel_scheduled") or fully_closed(after)
+        return CommitPreview(action, True, price, "", row, None if gone else after,
+                             to_profit_loss(after, price) if gone and action != "cancel_scheduled" else pnl)
+
+    async def commit(self, action: str, *, percent: float | None = None, cost: float | None = None,
+                     source: str = "strategy") -> CommitResult:
+        """Act on the open position or the scheduled order at the current price (``action``: one of
+        ``engine.position.ACTIONS``). The changed row and the ``CommitEvent`` are saved as one
+        change (live), then the event is emitted; a close or cancel follows as its own event in
+        the same change. Bad arguments raise ValueError; a command that cannot act now returns a
+        falsy result with the reason."""
+        row = self._target(action)
+        if row is None:
+            plan(action, _PROBE, 1.0, 0, get_config(), percent=percent, cost=cost)  # bad arguments still raise
+            return CommitResult(False, self._nothing(action))
+        if action == "activate_scheduled" and self.stopped:
+            return CommitResult(False, f"{self.strategy_name} on {self.symbol} is stopped: it opens no new position")
+        when = self.clock.now
+        price = await self.current_price()
+        config = get_config()
+        planned = plan(action, row, price, when, config, percent=percent, cost=cost)
+        if isinstance(planned, Refusal):
+            return CommitResult(False, planned.reason)
+        after, pnl = planned
+        if action == "average_buy" and cost is None:
+            cost = config.CC_POSITION_ENTRY_COST
+        event = CommitEvent(action, *self._names(), after, price, self.backtest, when, percent=percent, cost=cost,
+                            pnl=pnl, source=source)
+        if action == "cancel_scheduled":
+            await self._cancel(after, "user", when, price, before=(event,))
+        elif action == "activate_scheduled":
+            # The order filled at its own price: the entry stays price_open (backtest-kit 19.5).
+            result = await self._activate(after, when, price, pending_at=when + MINUTE_MS if self.backtest else when,
+                                          before=(event,))
+            if result.action == "cancelled":
+                return CommitResult(False, "a risk profile rejected the activation: the order is cancelled")
+        elif action == "close_pending" or fully_closed(after):
+            await self._close(after, "closed", price, when, price, before=(event,))
+        else:
+            self.pending = after
+            await self._save(("signal", after), events=(event,))
+            self._emit_commits((event,))
+            await self._write(after)
+        return CommitResult(True, "", event)
+
+    def _emit_commits(self, events: tuple[Any, ...]) -> None:
+        channel = bus.strategy_commit  # type: ignore[attr-defined]
+        for event in events:
+            if isinstance(event, CommitEvent):
+                channel.emit(event)
 
     # --- the tick ---------------------------------------------------------------------------
 
@@ -294,6 +389,8 @@ class ClientStrategy:
             return None
         if bus.signal.listeners or self._signal_channel.listeners:  # type: ignore[attr-defined]
             return None
+        if any(getattr(bus, name).heard(True) for name in ("breakeven", "active_ping", "schedule_ping")):
+            return None     # they hear a position's candles one by one
         if not all(risk.synchronous for risk in self.risks):
             return None
         profit, loss = bus.partial_profit, bus.partial_loss  # type: ignore[attr-defined]
@@ -334,12 +431,17 @@ class ClientStrategy:
         self._emit_recorded(result)
         return result
 
-    async def close_planned(self, series: Series, mode: LaneMode) -> TickClosed:
+    async def close_planned(self, series: Series, mode: LaneMode, end_ms: int) -> TickClosed:
         """``backtest_open`` for the position ``open_planned`` opened, from its values computed
         ahead (``mode``: what ``plain()`` gave): its milestones (one by one, or waiting for
-        ``flush_planned`` in a batch), then the close."""
+        ``flush_planned`` in a batch), then the close. A command (from ``on_open`` or a milestone
+        listener) leaves the lane: the position is resolved again as the command left it."""
         s, k = self.pending, self.planned
-        assert s is not None and k is not None
+        if s is None or s.commits:
+            self.planned = None
+            return self.last_result if s is None else await self.backtest_open(series, end_ms)  # type: ignore[return-value]
+        assert k is not None
+        opened = s
         index, when, price, reason, close_price, pnl, peak, trough, active, first, first_time, profit_levels, \
             loss_levels = self.resolved_ahead.closing(k)
         if active:
@@ -348,17 +450,22 @@ class ClientStrategy:
         if (mode.listeners or batches is None) and (profit_levels or loss_levels):
             if batches is None:
                 self.flush_planned()           # the recorders take these events: after what they wait for
+            told: list[tuple[Any, PartialEvent]] = []
             for offset, kind, level, percent in milestone_crossings_known(
                     series.vwap[first:index], position=s.position, price_open=s.price_open,
                     take_profit=s.price_take_profit, stop_loss=s.price_stop_loss,
                     profit_levels=profit_levels, loss_levels=loss_levels):
                 j = first + offset
                 event = self._partial_event(kind, s, level, percent, float(series.vwap[j]), int(series.ts[j]))
+                self.clock.now, self.candle_price = event.timestamp, (event.timestamp, event.current_price)
                 channel = bus.partial_profit if kind == "profit" else bus.partial_loss  # type: ignore[attr-defined]
                 if batches is None:
                     channel.emit(event)
                 else:
                     channel.notify(event)      # the recorders take the same in their batch, below
+                    told.append((channel, event))
+                if self.pending is not opened:
+                    return await self._left_lane(series, opened, told, first, j, end_ms)
         if batches and (profit_levels or loss_levels):
             entries = self._milestone_entries
             if entries is None or entries[0] is not series:
@@ -381,6 +488,26 @@ class ClientStrategy:
             await self._callback("on_close", self.symbol, s, close_price, True)
         self._emit_recorded(result)
         return result
+
+    async def _left_lane(self, series: Series, opened: SignalRow, told: list[tuple[Any, PartialEvent]],
+                         first: int, j: int, end_ms: int) -> TickClosed:
+        """A milestone listener's command changed the lane's position on candle ``j``: the recorders
+        take the milestones told so far one by one (not in a batch), the levels reached stay
+        reached, and the position is resolved from candle ``j + 1`` as the command left it."""
+        self.planned = None
+        for channel, event in told:
+            channel.record(event)
+        if self.pending is None:                        # the command closed it
+            return self.last_result  # type: ignore[return-value]
+        for offset, kind, level, percent in milestone_crossings(
+                series.vwap[first:j + 1], position=opened.position, price_open=opened.price_open,
+                take_profit=opened.price_take_profit, stop_loss=opened.price_stop_loss):
+            self.partial.reach(opened.id, kind, percent)
+        s = self.pending
+        seen = active_extremes(series, first, j + 1)
+        if seen is not None:
+            s = self.pending = _with_extremes(s, seen)
+        return await self._resolve_open(series, s, j + 1, end_ms)
 
     def flush_planned(self) -> None:
         """Hand the milestone recorders what the lane closed since the last flush, as one batch
@@ -441,7 +568,8 @@ class ClientStrategy:
             return await self._emit(result)
         return await self._open(row, when, price)
 
-    async def _open(self, row: SignalRow, when: int, price: float, activated: bool = False) -> TickOpened:
+    async def _open(self, row: SignalRow, when: int, price: float, activated: bool = False,
+                    before: tuple[Any, ...] = ()) -> TickOpened:
         for risk in self.risks:
             risk.confirm(row, **self._owner(), when=when)
         self.pending = row
@@ -449,9 +577,11 @@ class ClientStrategy:
         if activated:  # the open signal and the cleared schedule are one change: never neither
             self.scheduled = None
             if self.persistence is not None:
-                await self._save(("signal", row), ("schedule", None), ("risk", None), events=(result,))
+                await self._save(("signal", row), ("schedule", None), ("risk", None), events=(*before, result))
         elif self.persistence is not None:
             await self._save(("signal", row), ("risk", None), events=(result,))
+        self._emit_commits(before)
+        self.last_result = result
         # (each await below is skipped when it would do nothing: a backtest opens thousands)
         if self.callbacks.on_write is not None:
             await self._write(row)
@@ -510,21 +640,37 @@ class ClientStrategy:
             return await self._cancel(s, "price_reject", when, price)
         if _reached(s.position, reach, s.price_open):
             return await self._activate(s, when, price)
+        await self._schedule_ping(s, price, when)
+        if self.scheduled is not s:           # a command cancelled or activated it
+            return self.last_result  # type: ignore[return-value]
         return await self._emit(TickActive(*self._base(price, when), signal=s, percent_tp=0.0, percent_sl=0.0))
 
-    async def _activate(self, s: SignalRow, when: int, price: float, pending_at: int | None = None) -> TickResult:
+    async def _schedule_ping(self, s: SignalRow, price: float, when: int) -> None:
+        ping: Any = bus.schedule_ping  # type: ignore[attr-defined]
+        if self.callbacks.on_schedule_ping is None and not ping.heard(self.backtest):
+            return
+        if ping.active:
+            ping.emit(PingEvent("schedule", *self._names(), s, price, self.backtest, when))
+        await self._callback("on_schedule_ping", self.symbol, s, price, self.backtest)
+
+    async def _activate(self, s: SignalRow, when: int, price: float, pending_at: int | None = None,
+                        before: tuple[Any, ...] = ()) -> TickResult:
         if await self._risk_rejects(s, price, when):
             return await self._cancel(s, "risk", when, price)
         return await self._open(replace(s, pending_at=when if pending_at is None else pending_at), when, price,
-                                activated=True)
+                                activated=True, before=before)
 
-    async def _cancel(self, s: SignalRow, reason: str, when: int, price: float) -> TickCancelled:
+    async def _cancel(self, s: SignalRow, reason: str, when: int, price: float,
+                      before: tuple[Any, ...] = ()) -> TickCancelled:
+        """``before``: a command's event, saved with the cancel and emitted first."""
         result = TickCancelled(*self._base(price, when), signal=s, reason=reason, close_timestamp=when)
         self.scheduled = None
         self.release_risk()
-        await self._save(("schedule", None), events=(result,))
+        await self._save(("schedule", None), events=(*before, result))
+        self._emit_commits(before)
         await self._write(None)
         await self._callback("on_cancel", self.symbol, s, price, self.backtest)
+        self.last_result = result
         return await self._emit(result)  # type: ignore[return-value]
 
     # --- open ------------------------------------------------------------------------------
@@ -540,21 +686,23 @@ class ClientStrategy:
         if when - s.pending_at >= s.minute_estimated_time * MINUTE_MS:
             return await self._close(s, "time_expired", price, when, price)
         long = s.position == "long"
+        take_profit, stop_loss = s.take_profit, s.stop_loss
         if config.CC_PRICE_TRIGGER == "touch":
             high, low = await self.feed.last_candle(self.symbol, when)
-            stop_hit = low <= s.price_stop_loss if long else high >= s.price_stop_loss
-            take_hit = high >= s.price_take_profit if long else low <= s.price_take_profit
+            stop_hit = low <= stop_loss if long else high >= stop_loss
+            take_hit = high >= take_profit if long else low <= take_profit
             if stop_hit:  # "touch": SL first on the same candle
-                return await self._close(s, "stop_loss", s.price_stop_loss, when, price)
+                return await self._close(s, "stop_loss", stop_loss, when, price)
             if take_hit:
-                return await self._close(s, "take_profit", s.price_take_profit, when, price)
+                return await self._close(s, "take_profit", take_profit, when, price)
         else:
-            if (price >= s.price_take_profit) if long else (price <= s.price_take_profit):
-                return await self._close(s, "take_profit", s.price_take_profit, when, price)
-            if _beyond_stop(s.position, price, s.price_stop_loss):
-                return await self._close(s, "stop_loss", s.price_stop_loss, when, price)
-        # Still open: peak/trough, milestones (never on the closing tick), callbacks.
-        pnl = pnl_percentage(s.position, s.price_open, price)
+            if (price >= take_profit) if long else (price <= take_profit):
+                return await self._close(s, "take_profit", take_profit, when, price)
+            if _beyond_stop(s.position, price, stop_loss):
+                return await self._close(s, "stop_loss", stop_loss, when, price)
+        # Still open: peak/trough, then what watches it (pings, breakeven, milestones, callbacks),
+        # never on the closing tick. Any of those may act on the position with a command.
+        pnl = pnl_percentage(s.position, effective_price(s), price)
         if pnl > 0 and (s.peak_pnl is None or pnl > s.peak_pnl):
             s = replace(s, peak_pnl=pnl)
         elif pnl < 0 and (s.trough_pnl is None or pnl < s.trough_pnl):
@@ -562,11 +710,51 @@ class ClientStrategy:
         if s is not self.pending:
             self.pending = s
             await self._save(("signal", s))  # a restart keeps the peak / trough seen so far
-        percent_tp, percent_sl = progress(s.position, s.price_open, s.price_take_profit, s.price_stop_loss, price)
-        await self._milestones(s, percent_tp, percent_sl, price, when)
-        await self._callback("on_active", self.symbol, s, price, self.backtest)
+        await self._watch(s, price, when)
+        if self.pending is None:                       # a command closed it
+            return self.last_result  # type: ignore[return-value]
+        s = self.pending
+        percent_tp, percent_sl = self._progress(s, price)
         return await self._emit(TickActive(*self._base(price, when), signal=s,
                                            percent_tp=percent_tp, percent_sl=percent_sl))
+
+    @staticmethod
+    def _progress(s: SignalRow, price: Any) -> tuple[Any, Any]:
+        """How far ``price`` went toward the take-profit and the stop-loss in force, from the entry."""
+        return progress(s.position, effective_price(s), s.take_profit, s.stop_loss, price)
+
+    async def _watch(self, s: SignalRow, price: float, when: int) -> None:
+        """One minute of an open position that did not close: its ping, breakeven becoming
+        available, its milestones, ``on_active``. Stops early when a command changed the row."""
+        cb = self.callbacks
+        ping: Any = bus.active_ping  # type: ignore[attr-defined]
+        if cb.on_active_ping is not None or ping.heard(self.backtest):
+            if ping.active:
+                ping.emit(PingEvent("active", *self._names(), s, price, self.backtest, when))
+            await self._callback("on_active_ping", self.symbol, s, price, self.backtest)
+            if self.pending is not s:
+                return
+        if not s.breakeven_seen and breakeven_reached(s, price, get_config()):
+            s = await self._breakeven_available(s, price, when)
+            if self.pending is not s:
+                return
+        percent_tp, percent_sl = self._progress(s, price)
+        await self._milestones(s, percent_tp, percent_sl, price, when)
+        if self.pending is not s:
+            return
+        await self._callback("on_active", self.symbol, s, price, self.backtest)
+
+    def _names(self) -> tuple[str, str, str, str]:
+        return self.symbol, self.strategy_name, self.exchange_name, self.frame_name
+
+    async def _breakeven_available(self, s: SignalRow, price: float, when: int) -> SignalRow:
+        """The breakeven event of ``s`` (once per signal), saved with the row that remembers it."""
+        s = self.pending = replace(s, breakeven_seen=True)
+        event = BreakevenEvent(*self._names(), s, price, self.backtest, when)
+        await self._save(("signal", s), events=(event,))
+        bus.breakeven.emit(event)  # type: ignore[attr-defined]
+        await self._callback("on_breakeven", self.symbol, s, price, self.backtest)
+        return s
 
     async def _milestones(self, s: SignalRow, percent_tp: float, percent_sl: float, price: float, when: int) -> None:
         kind, percent = ("profit", percent_tp) if percent_tp > 0 else ("loss", percent_sl) if percent_sl > 0 else \
@@ -601,6 +789,14 @@ class ClientStrategy:
             channel = bus.partial_profit if event.kind == "profit" else bus.partial_loss  # type: ignore[attr-defined]
             channel.emit(event.partial)
             return None
+        if event.commit is not None:
+            self._emit_commits((event.commit,))
+            return None
+        if event.breakeven is not None:
+            b = event.breakeven
+            bus.breakeven.emit(b)  # type: ignore[attr-defined]
+            await self._callback("on_breakeven", self.symbol, b.signal, b.current_price, self.backtest)
+            return None
         r = event.tick
         if r.action == "closed":
             await self._callback("on_close", self.symbol, r.signal, r.pnl.price_close, self.backtest)
@@ -609,7 +805,9 @@ class ClientStrategy:
             await self._callback(name, self.symbol, r.signal, r.current_price, self.backtest)
         return await self._emit(r)
 
-    async def _close(self, s: SignalRow, reason: str, price_close: float, when: int, price: float) -> TickClosed:
+    async def _close(self, s: SignalRow, reason: str, price_close: float, when: int, price: float,
+                     before: tuple[Any, ...] = ()) -> TickClosed:
+        """``before``: a command's event, saved with the close and emitted first."""
         result = TickClosed(*self._base(price, when), signal=s, close_reason=reason, close_timestamp=when,
                             pnl=to_profit_loss(s, price_close))
         cleared = self.partial.clear(s.id)
@@ -619,7 +817,10 @@ class ClientStrategy:
         # The close is recorded before the open signal is cleared (see engine/persistence/history.py).
         if self.persistence is not None:
             await self._save(("closed", result), ("signal", None), ("risk", None),
-                             *([("partial", None)] if cleared else []), events=(result,))
+                             *([("partial", None)] if cleared else []), events=(*before, result))
+        if before:
+            self._emit_commits(before)
+        self.last_result = result
         if self.callbacks.on_write is not None:
             await self._write(None)
         if self.callbacks.on_close is not None:
@@ -631,49 +832,73 @@ class ClientStrategy:
     async def backtest_open(self, series: Series, end_ms: int) -> TickClosed:
         """Resolve the open signal over the loaded candles; emits milestones, then ``closed``."""
         s = self.pending
-        assert s is not None and s.pending_at is not None
         self.planned = None     # opened through the lane, closed here: a listener came meanwhile
+        if s is None:           # a command closed it as it opened (from on_open)
+            return self.last_result  # type: ignore[return-value]
+        assert s.pending_at is not None
+        # Values computed ahead hold for the row as it opened, not one a command changed.
+        ahead = self.resolved_ahead.get(s, series) if self.resolved_ahead is not None and not s.commits else None
+        return await self._resolve_open(series, s, series.index(s.pending_at), end_ms, ahead)
+
+    async def _resolve_open(self, series: Series, s: SignalRow, first: int, end_ms: int,
+                            ahead: Any = None) -> TickClosed:
+        """Resolve ``s`` from candle ``first`` on: where it closes is found at once; its candles are
+        replayed to whoever hears them. A command made meanwhile (by a callback or a listener, on
+        candle ``c``) changes the row: it is resolved again from candle ``c + 1``, as it now stands."""
         config = get_config()
-        first = series.index(s.pending_at)
-        ahead = self.resolved_ahead.get(s, series) if self.resolved_ahead is not None else None
-        if ahead is not None:
-            j, reason, extremes = ahead
-        else:
-            outcome = resolve_open(series, first, position=s.position, take_profit=s.price_take_profit,
-                                   stop_loss=s.price_stop_loss, pending_at=s.pending_at,
-                                   minutes=s.minute_estimated_time, end_ms=end_ms, trigger=config.CC_PRICE_TRIGGER)
-            j, reason = outcome.index, outcome.reason
-            extremes = active_extremes(series, first, j)
-        if extremes is not None:
-            lo, hi = extremes
-            best, worst = (hi, lo) if s.position == "long" else (lo, hi)
-            peak, trough = pnl_percentage(s.position, s.price_open, best), pnl_percentage(s.position, s.price_open, worst)
-            s = replace(s, peak_pnl=peak if peak > 0 else None, trough_pnl=trough if trough < 0 else None)
-            self.pending = s
+        while True:
+            if ahead is not None:
+                j, reason, extremes = ahead
+                ahead = None
+            else:
+                outcome = resolve_open(series, first, position=s.position, take_profit=s.take_profit,
+                                       stop_loss=s.stop_loss, pending_at=s.pending_at,  # type: ignore[arg-type]
+                                       minutes=s.minute_estimated_time, end_ms=end_ms,
+                                       trigger=config.CC_PRICE_TRIGGER)
+                j, reason = outcome.index, outcome.reason
+                extremes = active_extremes(series, first, j)
+            before = s
+            if extremes is not None:
+                s = self.pending = _with_extremes(s, extremes)
+            changed = await self._replay_active(series, s, first, j, extremes)
+            if changed is None:
+                break
+            if self.pending is None:                    # a command closed it
+                return self.last_result  # type: ignore[return-value]
+            # The peak / trough of the candles it was really open on, with the command's row.
+            seen = active_extremes(series, first, changed + 1)
+            kept = self.pending
+            s = self.pending = replace(kept, peak_pnl=before.peak_pnl, trough_pnl=before.trough_pnl)
+            if seen is not None:
+                s = self.pending = _with_extremes(s, seen)
+            first = changed + 1
         when = int(series.ts[j])
         price = float(series.vwap[j])
-        close_price = s.price_take_profit if reason == "take_profit" else s.price_stop_loss if reason == "stop_loss" \
-            else price
-        await self._replay_active(series, s, first, j, extremes)
+        close_price = s.take_profit if reason == "take_profit" else s.stop_loss if reason == "stop_loss" else price
         self.clock.now = when
         return await self._close(s, reason, close_price, when, price)
 
     async def _replay_active(self, series: Series, s: SignalRow, first: int, stop: int,
-                             extremes: tuple[float, float] | None) -> None:
-        """Milestone events (and per-candle callbacks, if the strategy has any) for the active candles
-        ``first..stop-1``; the closing candle ``stop`` reaches none (SEMANTICS.md section 5)."""
+                             extremes: tuple[float, float] | None) -> int | None:
+        """Milestone events (and per-candle callbacks, pings and breakeven, if anyone hears them)
+        for the active candles ``first..stop-1``; the closing candle ``stop`` reaches none (SEMANTICS.md
+        section 5). Returns the candle where a command changed the position (None: none did)."""
         self.flush_planned()
         cb = self.callbacks
-        per_candle = cb.on_active or cb.on_partial_profit or cb.on_partial_loss
+        per_candle = cb.on_active or cb.on_partial_profit or cb.on_partial_loss or cb.on_active_ping
         profit_channel, loss_channel = bus.partial_profit, bus.partial_loss  # type: ignore[attr-defined]
-        if not per_candle and not profit_channel.heard(self.backtest) and not loss_channel.heard(self.backtest):
+        pings = cb.on_active_ping is not None or bus.active_ping.heard(self.backtest)  # type: ignore[attr-defined]
+        breakeven_heard = (cb.on_breakeven is not None or bus.breakeven.heard(self.backtest)  # type: ignore[attr-defined]
+                           ) and not s.breakeven_seen
+        if not per_candle and not profit_channel.heard(self.backtest) and not loss_channel.heard(self.backtest) \
+                and not breakeven_heard:
             if not profit_channel.taps and not loss_channel.taps:
-                return
+                return None
             digests = _digest_recorders(profit_channel.taps, loss_channel.taps)
             if digests is not None:
                 # Only the engine's recorders hear milestones: one record for the whole signal.
                 if extremes is None:
-                    return
+                    return None
                 profit_levels, loss_levels = milestone_reach(
                     position=s.position, price_open=s.price_open, take_profit=s.price_take_profit,
                     stop_loss=s.price_stop_loss, low=extremes[0], high=extremes[1])
@@ -683,41 +908,76 @@ class ClientStrategy:
                                              profit_levels, loss_levels)
                     for record in digests:
                         record(digest)
-                return
-        crossings = milestone_crossings(series.vwap[first:stop], position=s.position, price_open=s.price_open,
-                                        take_profit=s.price_take_profit, stop_loss=s.price_stop_loss)
-
-        def emit(j: int, kind: str, level: int, percent: float) -> None:
-            self._emit_partial(kind, s, level, percent, float(series.vwap[j]), int(series.ts[j]))
-
-        if not per_candle:
-            for offset, kind, level, percent in crossings:
-                emit(first + offset, kind, level, percent)
-            return
+                return None
+        crossings = milestone_crossings(series.vwap[first:stop], position=s.position, price_open=effective_price(s),
+                                        take_profit=s.take_profit, stop_loss=s.stop_loss)
+        reached = self.partial.states.get(s.id)
+        if reached is not None:    # resolved again after a command: levels reached before stay reached
+            crossings = [c for c in crossings if c[2] not in (reached.profit_levels if c[1] == "profit"
+                                                              else reached.loss_levels)]
+        breakeven_at = _first_at_or_past(series.vwap[first:stop], breakeven_threshold(s, get_config()),
+                                         s.position == "long") if breakeven_heard else -1
         by_candle: dict[int, list[tuple[str, int, float]]] = {}
         for offset, kind, level, percent in crossings:
             by_candle.setdefault(first + offset, []).append((kind, level, percent))
-        for j in range(first, stop):
+        if breakeven_at >= 0:
+            by_candle.setdefault(first + breakeven_at, [])
+        candles = range(first, stop) if per_candle else sorted(by_candle)
+        for j in candles:
             when, price = int(series.ts[j]), float(series.vwap[j])
             self.clock.now = when
+            self.candle_price = (when, price)
+            if pings:
+                ping: Any = bus.active_ping  # type: ignore[attr-defined]
+                if ping.active:
+                    ping.emit(PingEvent("active", *self._names(), s, price, self.backtest, when))
+                await self._callback("on_active_ping", self.symbol, s, price, self.backtest)
+                if self.pending is not s:
+                    return j
+            if j - first == breakeven_at:
+                s = await self._breakeven_available(s, price, when)
+                if self.pending is not s:
+                    return j
             for kind, level, percent in by_candle.get(j, ()):
-                emit(j, kind, level, percent)
-            percent_tp, percent_sl = progress(s.position, s.price_open, s.price_take_profit, s.price_stop_loss, price)
+                self.partial.reach(s.id, kind, percent)
+                self._emit_partial(kind, s, level, percent, price, when)
+                if self.pending is not s:
+                    return j
+            if not per_candle:
+                continue
+            percent_tp, percent_sl = self._progress(s, price)
             if percent_tp > 0:
                 await self._callback("on_partial_profit", self.symbol, s, price, percent_tp, self.backtest)
             elif percent_sl > 0:
                 await self._callback("on_partial_loss", self.symbol, s, price, percent_sl, self.backtest)
+            if self.pending is not s:
+                return j
             await self._callback("on_active", self.symbol, s, price, self.backtest)
+            if self.pending is not s:
+                return j
+        return None
 
     async def backtest_scheduled(self, series: Series, end_ms: int) -> TickResult:
-        """Resolve the scheduled signal: ``cancelled``, or ``opened`` (then call ``backtest_open``)."""
+        """Resolve the scheduled signal: ``cancelled``, or ``opened`` (then call ``backtest_open``).
+        While its pings are heard, each candle it waits on pings first; a command there (cancel,
+        activate) decides instead."""
         s = self.scheduled
-        assert s is not None
+        if s is None:           # a command cancelled or activated it as it was scheduled
+            return self.last_result  # type: ignore[return-value]
         config = get_config()
-        outcome = resolve_scheduled(series, series.index(s.scheduled_at), position=s.position,
+        start = series.index(s.scheduled_at)
+        outcome = resolve_scheduled(series, start, position=s.position,
                                     price_open=s.price_open, stop_loss=s.price_stop_loss,
                                     scheduled_at=s.scheduled_at, await_minutes=config.CC_SCHEDULE_AWAIT_MINUTES,
                                     end_ms=end_ms, trigger=config.CC_PRICE_TRIGGER)
+        if self.callbacks.on_schedule_ping is not None or bus.schedule_ping.heard(self.backtest):  # type: ignore[attr-defined]
+            for j in range(start + 1, outcome.index):
+                when, price = int(series.ts[j]), float(series.vwap[j])
+                self.clock.now = when
+                self.candle_price = (when, price)
+                await self._schedule_ping(s, price, when)
+                if self.scheduled is not s:
+                    return self.last_result  # type: ignore[return-value]
         when = int(series.ts[outcome.index])
         self.clock.now = when
         price = float(series.vwap[outcome.index])
@@ -726,6 +986,31 @@ class ClientStrategy:
         # [port] the position opens on the next candle.
         return await self._activate(s, when, price, pending_at=when + MINUTE_MS)
 
+
+def _with_extremes(s: SignalRow, extremes: tuple[float, float]) -> SignalRow:
+    """``s`` with the best and worst PnL of a stretch of candles (lowest, highest) folded in."""
+    lo, hi = extremes
+    best, worst = (hi, lo) if s.position == "long" else (lo, hi)
+    entry = effective_price(s)
+    peak, trough = pnl_percentage(s.position, entry, best), pnl_percentage(s.position, entry, worst)
+    if s.peak_pnl is not None:
+        peak = max(peak, s.peak_pnl)
+    if s.trough_pnl is not None:
+        trough = min(trough, s.trough_pnl)
+    return replace(s, peak_pnl=peak if peak > 0 else None, trough_pnl=trough if trough < 0 else None)
+
+
+def _first_at_or_past(prices: Any, threshold: float, long: bool) -> int:
+    """The first index where ``prices`` reach ``threshold`` (up for a long, down for a short), or -1."""
+    if not len(prices):
+        return -1
+    mask = prices >= threshold if long else prices <= threshold
+    i = int(mask.argmax())
+    return i if mask[i] else -1
+
+
+# A row to check a command's arguments on when there is no position (they raise the same).
+_PROBE = SignalRow("probe", "long", 1.0, 2.0, 0.5)
 
 _recorders_seen: dict[str, tuple[tuple[Any, ...], tuple[Any, ...] | None]] = {}
 

@@ -14,7 +14,7 @@ import msgspec
 import numpy as np
 
 Position = Literal["long", "short"]
-CloseReason = Literal["take_profit", "stop_loss", "time_expired"]
+CloseReason = Literal["take_profit", "stop_loss", "time_expired", "closed"]   # closed: by a command
 CancelReason = Literal["timeout", "price_reject", "risk", "user"]
 
 
@@ -253,6 +253,22 @@ class SignalRow(msgspec.Struct, frozen=True, gc=False):
     # the partial closes so far, oldest first.
     entries: tuple[Entry, ...] = ()
     partials: tuple[PartialClose, ...] = ()
+    # Commands on the position: the stop-loss / take-profit they moved to (None: the original
+    # holds), whether breakeven became available (its event went out), how many commits were made.
+    trailing_stop_loss: float | None = None
+    trailing_take_profit: float | None = None
+    breakeven_seen: bool = False
+    commits: int = 0
+
+    @property
+    def stop_loss(self) -> float:
+        """The stop-loss in force: the trailed one, else the original."""
+        return self.price_stop_loss if self.trailing_stop_loss is None else self.trailing_stop_loss
+
+    @property
+    def take_profit(self) -> float:
+        """The take-profit in force: the trailed one, else the original."""
+        return self.price_take_profit if self.trailing_take_profit is None else self.trailing_take_profit
 
 
 class PnL(msgspec.Struct, frozen=True, gc=False):
@@ -362,6 +378,71 @@ class PartialEvent(msgspec.Struct, frozen=True):
     def event_id(self) -> str:
         """Stable across redeliveries: ``{signal id}:{kind}:{level}``."""
         return f"{self.signal.id}:{self.kind}:{self.level}"
+
+
+CommitAction = Literal["cancel_scheduled", "activate_scheduled", "close_pending", "partial_profit", "partial_loss",
+                       "trailing_stop", "trailing_take", "breakeven", "average_buy"]
+
+
+class CommitEvent(msgspec.Struct, frozen=True):
+    """A command acted on a position or a scheduled order (``listen_strategy_commit``).
+
+    ``signal`` is the row as the command left it; ``percent`` the share closed (partial closes)
+    or the shift (trailing); ``cost`` the money a DCA entry put in; ``pnl`` what a partial close
+    realised (its share, at ``current_price``); ``source`` who asked (``strategy``, ``console``,
+    ``api``)."""
+
+    action: str
+    symbol: str
+    strategy_name: str
+    exchange_name: str
+    frame_name: str
+    signal: SignalRow
+    current_price: float
+    backtest: bool
+    timestamp: int
+    percent: float | None = None
+    cost: float | None = None
+    pnl: PnL | None = None
+    source: str = "strategy"
+
+    @property
+    def event_id(self) -> str:
+        """Stable across redeliveries: ``{signal id}:commit:{n}`` (the signal's n-th commit)."""
+        return f"{self.signal.id}:commit:{self.signal.commits}"
+
+
+class BreakevenEvent(msgspec.Struct, frozen=True):
+    """An open position's price passed its breakeven threshold (once per signal): moving the
+    stop-loss to the entry is now possible (``listen_breakeven``)."""
+
+    symbol: str
+    strategy_name: str
+    exchange_name: str
+    frame_name: str
+    signal: SignalRow
+    current_price: float
+    backtest: bool
+    timestamp: int
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.signal.id}:breakeven"
+
+
+class PingEvent(msgspec.Struct, frozen=True):
+    """Each minute an open position (``kind`` active) or a scheduled order (``kind`` schedule) is
+    watched (``listen_active_ping`` / ``listen_schedule_ping``): the moment to act on it."""
+
+    kind: str
+    symbol: str
+    strategy_name: str
+    exchange_name: str
+    frame_name: str
+    signal: SignalRow
+    current_price: float
+    backtest: bool
+    timestamp: int
 
 
 class RiskEvent(msgspec.Struct, frozen=True, tag_field="action", tag="risk"):

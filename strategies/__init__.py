@@ -7,9 +7,9 @@ from types import ModuleType
 
 import engine as bk
 
-from . import channel_breakout, mean_reversion, portfolio, sma_cross
+from . import channel_breakout, mean_reversion, portfolio, sma_cross, sma_trail
 
-SAMPLES: dict[str, ModuleType] = {m.NAME: m for m in (sma_cross, mean_reversion, channel_breakout)}
+SAMPLES: dict[str, ModuleType] = {m.NAME: m for m in (sma_cross, mean_reversion, channel_breakout, sma_trail)}
 
 
 def register_all(*, shared_risk: bool = False) -> list[str]:

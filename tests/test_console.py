@@ -12,6 +12,7 @@ from rich.console import Console
 from textual.widgets import DataTable, Label, RichLog, Select, Static
 
 import engine as bk
+import strategies
 from console.app import BtkApp
 from console.bridge import EngineBridge
 from console.cli import main
@@ -144,9 +145,11 @@ async def test_narrow_terminals_drop_columns_in_order_never_the_pnl(seeded_store
             assert "PnL" in shown and "symbol" in shown and "strategy" in shown, (width, shown)
             assert signals.virtual_size.width <= signals.size.width, (width, shown)
             dropped.append([c for c in wide if c not in shown and c not in sum(dropped, [])])
-        # The chosen order: the tick's time and the bar first, then TP and SL, the entry, VWAP...
+        # The chosen order: the tick's time and the bar first, the share held (100 % until a partial
+        # close), then TP and SL, the entry, VWAP...
         order = sum(dropped, [])
-        assert set(order[:2]) == {"time", "SL◀ ▶TP"} and set(order[2:4]) == {"TP", "SL"}, dropped
+        assert set(order[:2]) == {"time", "SL◀ ▶TP"} and order[2] == "held" and set(order[3:5]) == {"TP", "SL"}, \
+            dropped
 
 
 async def test_backtest_runs_and_shows_results(seeded_store, tmp_path):
@@ -262,7 +265,8 @@ async def test_walker_leaderboard_fills_in_and_ranks(seeded_store, tmp_path):
         assert [r[1] for r in rows] == [r.strategy_name for r in final.rows]
         assert rows[0][0] == "1" and rows[0][3] == f"{final.rows[0].metric_value:.4f}"
         # every cell reaches the live leaderboard (its last batch may come just after the final ranking)
-        await wait_for(pilot, lambda: len(app.bridge.walker.cells) == 3, "every cell on the live leaderboard")
+        await wait_for(pilot, lambda: len(app.bridge.walker.cells) == len(strategies.SAMPLES),
+                       "every cell on the live leaderboard")
 
 
 async def test_help_lists_every_binding_and_the_palette_runs_them(seeded_store, tmp_path):
@@ -444,7 +448,7 @@ async def test_the_walker_screen_runs_cells_on_a_process_pool(seeded_store, tmp_
         screen = app.screen
         await wait_for(pilot, lambda: screen.final, "the walk on the pool", timeout=120)
         rows = screen.final[0].rows
-        assert [r.error for r in rows] == [None] * 3 and all(r.total_signals > 0 for r in rows)
+        assert [r.error for r in rows] == [None] * len(strategies.SAMPLES) and all(r.total_signals > 0 for r in rows)
 
 
 async def test_a_stopped_backtest_says_stopped(seeded_store, tmp_path):

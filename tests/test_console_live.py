@@ -188,3 +188,98 @@ async def test_a_crash_in_a_handler_stops_live_runs_with_their_state_and_says_so
     run = next(r for r in bk.Live.list() if r["strategy_name"] == "sma_cross")
     assert run["status"] != "running"
     assert (tmp_path / "state" / "live_BTCUSDT_sma_cross.json").exists()      # its state is on disk
+
+
+async def hold_a(pilot, app, key, table):
+    """Pause the replay of ``key`` while ``table`` (board.open or board.scheduled) holds its row,
+    after at least one tick since it came (the price has moved off the entry)."""
+    board = app.bridge.board
+    run = (key[1], key[0])
+    for _ in range(40):
+        await wait_for(pilot, lambda: key in getattr(board, table), f"a row in board.{table}", timeout=60)
+        await app.command("pause_live", *run)
+        await wait_for(pilot, lambda: app.bridge.runs[key].state == "paused", "the pause")
+        await pilot.pause(0.3)
+        held = getattr(board, table).get(key)
+        if held is not None and (table == "scheduled" or held.tick.action == "active"):
+            return held
+        await app.command("resume_live", *run)
+    raise AssertionError(f"no {table} row held")
+
+
+def notes(app) -> str:
+    return " ".join(n.message for n in app._notifications)
+
+
+async def press_and_check(pilot, app, key, expected) -> bool:
+    """Press ``key``: a confirmation whose body holds ``expected`` (a list of texts) is answered
+    yes and True returned; ``expected`` a str is a refusal's reason, told as a warning, no dialog."""
+    await pilot.press(key)
+    if isinstance(expected, str):
+        await wait_for(pilot, lambda: expected in notes(app), f"the refusal: {expected}")
+        assert not isinstance(app.screen, ConfirmDialog)
+        return False
+    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), f"the confirmation of {key}")
+    body = " ".join(rendered(app.screen.query_one("#confirm-body", Label)).split())
+    for text in expected:
+        assert text in body, (text, body)
+    await pilot.press("y")
+    return True
+
+
+async def test_position_keys_ask_with_the_effect_then_act_and_show_it(seeded_store, tmp_path):
+    """On the default workspace's sma_cross (a replay of bundled BTCUSDT): half closed, the stop
+    trailed and moved to breakeven where the price allows, then closed now; on mean_reversion's
+    scheduled order: cancelled. Each asks first with its figures (from the engine's own rules)."""
+    from console.commits import trail_shift
+    from engine.position import Refusal, plan
+
+    app = await make_app_async(seeded_store, tmp_path / "state", speed=0.0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await start(pilot, app, "sma_cross", "BTCUSDT")
+        await pilot.press("1")
+        board = app.bridge.board
+        key = ("BTCUSDT", "sma_cross")
+        held = await hold_a(pilot, app, key, "open")
+        signals = app.screen.query_one("#live-signals", DataTable)
+        await wait_for(pilot, lambda: signals.row_count >= 1, "its row")
+        row, price = held.signal, held.tick.current_price
+        profit = price > row.price_open
+        # h: half of it, at a profit or a loss as the price stands.
+        assert await press_and_check(pilot, app, "h", ["Closes 50 % of what is held; 50 % of the position stays open.",
+                                                       "Realises"])
+        await wait_for(pilot, lambda: board.open[key].signal.partials, "the partial close on the row")
+        assert board.open[key].signal.partials[0].kind == ("profit" if profit else "loss")
+        await wait_for(pilot, lambda: "50%" in " ".join(str(c) for r in table_rows(signals) for c in r), "held 50%")
+        log = lambda: " ".join(line.text for line in board.log)  # noqa: E731  (the feed pane wraps them)
+        await wait_for(pilot, lambda: "closed 50% BTCUSDT sma_cross @" in log() and "held (console)" in log(),
+                       "its log line")
+        # s then b: whatever the engine's rules say at this price, the console says and does.
+        for k, action, percent in (("s", "trailing_stop", trail_shift(board.open[key].signal)), ("b", "breakeven", None)):
+            current = board.open[key].signal
+            planned = plan(action, current, price, 0, bk.get_config(), percent=percent)
+            if isinstance(planned, Refusal):
+                await press_and_check(pilot, app, k, planned.reason)
+                continue
+            new_stop = planned[0].stop_loss
+            assert await press_and_check(pilot, app, k, [f"Stop-loss {current.stop_loss:.8g} -> {new_stop:.8g}."])
+            await wait_for(pilot, lambda: board.open[key].signal.stop_loss == new_stop, "the moved stop on the row")
+        # e: close now.
+        assert await press_and_check(pilot, app, "e", ["Closes the whole position now (reason: closed)."])
+        await wait_for(pilot, lambda: key not in board.open, "the position closed")
+        closed = board.closed[key][-1]
+        assert closed.close_reason == "closed" and closed.signal.partials
+        # A scheduled order: d cancels it (its reason: user).
+        await start(pilot, app, "mean_reversion", "BTCUSDT")
+        await pilot.press("1")
+        order_key = ("BTCUSDT", "mean_reversion")
+        await hold_a(pilot, app, order_key, "scheduled")
+        scheduled = app.screen.query_one("#live-scheduled", DataTable)
+        await wait_for(pilot, lambda: scheduled.row_count >= 1, "its row")
+        assert await press_and_check(pilot, app, "d", ["The order is cancelled"])
+        await wait_for(pilot, lambda: order_key not in board.scheduled, "the order gone")
+        await wait_for(pilot, lambda: "cancelled BTCUSDT mean_reversion order (console)" in log(), "its log line")
+        # Nothing under the cursor: said, not a dialog.
+        await pilot.press("o")
+        await wait_for(pilot, lambda: "no scheduled order under the cursor" in notes(app), "the warning")
+        await pilot.press("q", "y")

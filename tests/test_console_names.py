@@ -34,9 +34,9 @@ def row_of(table: DataTable, name: str) -> int:
     return [r[0] for r in table_rows(table)].index(name)
 
 
-@pytest.mark.parametrize("keys", [("down", "down", "down", "b"), ("down", "down", "down", "enter")])
+@pytest.mark.parametrize("keys", [("down",) * 4 + ("b",), ("down",) * 4 + ("enter",)])
 async def test_sweep_names_from_the_strategies_screen(seeded_store, tmp_path, keys):
-    """``4``, Down x3 is ``sma_cross[fast=5,slow=30]``: ``b`` takes it to the Backtest screen,
+    """``4``, Down x4 (past the four samples) is ``sma_cross[fast=5,slow=30]``: ``b`` takes it to the Backtest screen,
     enter opens its start dialog (both crashed on the name)."""
     app = await make_app_async(seeded_store, tmp_path / "state")
     async with app.run_test(size=(100, 30)) as pilot:

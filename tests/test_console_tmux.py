@@ -107,12 +107,12 @@ def test_a_trading_session_at_80x24(tmp_path):
         tmux.send("2", "r")
         tmux.wait_for(re.compile(r"done · \d+ closed signals · 28,799 candles"))
         # The sweep's first strategy (a bracketed name), on a replay.
-        tmux.send("4", "Down", "Down", "Down", "Enter")
+        tmux.send("4", "Down", "Down", "Down", "Down", "Enter")
         tmux.wait_for("Start sma_cross[fast=5,slow=30]")
         time.sleep(0.5)
         tmux.send("Enter")
         # mean_reversion: limit orders that wait; sma_cross after it on the same symbol: rejected.
-        tmux.send("Up", "Up", "Enter")
+        tmux.send("Up", "Up", "Up", "Enter")
         tmux.wait_for("Start mean_reversion")
         time.sleep(0.5)
         tmux.send("Enter")
@@ -148,6 +148,45 @@ def test_a_trading_session_at_80x24(tmp_path):
         assert again.exit_status() == 0
     finally:
         again.kill()
+
+
+def test_position_keys_at_80x24(tmp_path):
+    """A position of sma_cross on a replay, held (p): a, then y, closes a quarter of it (the dialog
+    states the share and the PnL it realises, the log says it); e, then y, closes the rest now."""
+    tmux = Tmux(tmp_path / "home", width=80, height=24, speed=600)
+    try:
+        first_start(tmux)
+        tmux.send("4", "Enter")
+        tmux.wait_for("Start sma_cross")
+        time.sleep(0.5)
+        tmux.send("Enter", "1")
+        position = re.compile(r"│ BTCUSDT +sma_cross +long +\d")      # a row of the signals pane
+        for _ in range(20):
+            tmux.wait_for(position, timeout=120)
+            tmux.send("p")
+            tmux.wait_for("paused")
+            time.sleep(0.5)
+            if position.search(tmux.capture()):
+                break
+            tmux.send("p")
+        tmux.send("a")
+        screen = tmux.wait_for("Close 25 %: sma_cross on BTCUSDT?")
+        assert "Closes 25 % of what is held; 75 % of the position stays" in screen, screen    # (wrapped there)
+        assert re.search(r"Realises [+-]\d+\.\d\d % \([+-]\d+\.\d\d on 25\)", screen), screen
+        tmux.send("y")
+        tmux.wait_for(re.compile(r"BTCUSDT +sma_cross +long .* 75% "))       # the row: 75 % held
+        assert "held" in tmux.capture()
+        tmux.send("e")
+        tmux.wait_for("Close now: sma_cross on BTCUSDT?")
+        tmux.send("y")
+        tmux.wait_for(re.compile(r"P&L [+-]\d+\.\d\d% (1W/0L|0W/1L) · open 0"))    # closed, counted
+        assert not position.search(tmux.capture())
+        tmux.send("q")
+        tmux.wait_for("live run(s)?")
+        tmux.send("y")
+        assert tmux.exit_status() == 0
+    finally:
+        tmux.kill()
 
 
 def test_an_ssh_drop_stops_the_runs_with_their_state_saved(tmp_path):

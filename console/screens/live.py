@@ -2,8 +2,10 @@
 figures, and the runs saved on disk), the open positions or the closed trades, the scheduled
 orders, the milestone / risk / log feeds and a P&L line, all from the bridge's models.
 
-Keys act on the run under the runs table's cursor (pause, speed, stop, resume, reset) or on the
-position under the signals table's cursor (enter: its chart)."""
+Keys act on the run under the runs table's cursor (pause, speed, stop, resume, reset), on the
+position under the signals table's cursor (enter: its chart; close it, move its stop, close part
+of it: ``console/commits.py``) or on the order under the scheduled table's cursor (activate,
+cancel). A command on a position asks first, with its effect in figures."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from textual.widgets import DataTable, RichLog, Static
 
 from .. import format as fmt
 from ..board import FeedLine, LiveBoard
+from ..commits import KEYS, PositionKey, effect, partial_kind, trail_shift
 from ..bridge import EngineUpdate
 from ..keybar import KeyBar
 from ..modebar import ModeBar
@@ -56,7 +59,7 @@ SCHEDULED_COLUMNS = _columns(("symbol", KEEP), ("strategy", KEEP), ("side", 70),
 def signal_columns(glyphs: Any) -> tuple[Column, ...]:
     return _columns(("symbol", KEEP), ("strategy", KEEP), ("side", 70), ("entry", 60, True), ("TP", 35, True),
                     ("SL", 35, True), ("VWAP", 45, True), (f"SL{glyphs.left} {glyphs.right}TP", 20),
-                    ("PnL", KEEP, True), ("age", 80, True), ("time", 10, True))
+                    ("PnL", KEEP, True), ("held", 30, True), ("age", 80, True), ("time", 10, True))
 
 
 class LiveScreen(BtkScreen):
@@ -70,6 +73,8 @@ class LiveScreen(BtkScreen):
         Binding("R", "reset", "Reset saved", id="live.reset"),
         Binding("c", "clear_feeds", "Clear feeds", id="live.clear_feeds"),
         Binding("f", "focus_next_pane", "Next pane", id="live.next_pane"),
+        # (named on the signals and scheduled panes' borders, and on the help screen)
+        *(Binding(k.key, f"position('{k.key}')", k.label, show=False, id=f"live.position.{k.key}") for k in KEYS),
     ]
     app: ConsoleApp
 
@@ -170,13 +175,19 @@ class LiveScreen(BtkScreen):
         rows = []
         for (symbol, strategy), o in sorted(board.open.items()):
             s = o.signal
+            # A level a command moved (trailed, breakeven) and a partly closed share stand out.
+            moved = colors["accent"]
             rows.append((run_key(symbol, strategy), [
-                Text(symbol), Text(strategy), s.position, fmt.price(s.price_open), fmt.price(s.price_take_profit),
-                fmt.price(s.price_stop_loss), fmt.price(o.tick.current_price),
+                Text(symbol), Text(strategy), s.position, fmt.price(o.entry),
+                Text(fmt.price(s.take_profit), style=moved if s.trailing_take_profit is not None else ""),
+                Text(fmt.price(s.stop_loss), style=moved if s.trailing_stop_loss is not None else ""),
+                fmt.price(o.tick.current_price),
                 fmt.progress_bar(o.percent_tp, o.percent_sl, colors, glyphs, width=8),
-                fmt.signed(o.pnl, colors), fmt.minutes(o.age_minutes), fmt.clock(o.tick.created_at)]))
+                fmt.signed(o.pnl, colors), Text(f"{o.held:.0f}%", style=moved if s.partials else ""),
+                fmt.minutes(o.age_minutes), fmt.clock(o.tick.created_at)]))
         fill(table, signal_columns(glyphs), rows, self._width(table))
-        table.border_subtitle = Text(f"{len(board.open)} open · enter: chart" if board.open else EMPTY_HINT)
+        table.border_subtitle = Text(f"{len(board.open)} open · enter chart · e close · b BE · s trail · a/h 25/50%"
+                                     if board.open else EMPTY_HINT)
 
     def _fill_closed(self, board: LiveBoard, colors: dict[str, str]) -> None:
         table = self.query_one("#live-closed", DataTable)
@@ -199,7 +210,8 @@ class LiveScreen(BtkScreen):
                 fmt.price(s.price_stop_loss), fmt.minutes(o.minutes_left)]))
         fill(table, SCHEDULED_COLUMNS, rows, self._width(table))
         table.styles.height = 2 + 1 + max(1, min(len(rows), 4))
-        table.border_subtitle = Text(f"{len(board.scheduled)} waiting" if board.scheduled else "")
+        table.border_subtitle = Text(f"{len(board.scheduled)} waiting · o activate · d cancel" if board.scheduled
+                                     else "")
 
     def _append(self, name: str, feed: Any, colors: dict[str, str]) -> None:
         log = self.query_one(f"#feed-{name}", RichLog)
@@ -365,6 +377,45 @@ class LiveScreen(BtkScreen):
             run = self._run()
             if run is not None and (not hasattr(run, "state") or run.state == "ended"):
                 self.action_resume()
+
+    def action_position(self, key: str) -> None:
+        """A command on the position (or order) under the cursor: previewed, confirmed, then sent."""
+        command = next(k for k in KEYS if k.key == key)
+        board = self.app.bridge.board
+        table, held = ("#live-scheduled", board.scheduled) if command.on_order else ("#live-signals", board.open)
+        selected = self._selected(table)
+        if selected is None or selected not in held:
+            self._warn(f"no {'scheduled order' if command.on_order else 'open position'} under the cursor of the "
+                       f"{'scheduled' if command.on_order else 'signals'} pane")
+            return
+        symbol, strategy = selected
+        run = self.app.bridge.runs.get(selected)
+        if run is None or run.state == "ended":
+            self._warn(f"{strategy} on {symbol} is not running: resume it (r) to act on its position")
+            return
+        row = held[selected].signal
+        action, percent = command.action, command.percent
+        if action == "trailing_stop":
+            percent = trail_shift(row)
+        elif action == "partial_profit":
+            action = partial_kind(row, held[selected].tick.current_price)
+        self.run_worker(self._confirm(command, symbol, strategy, action, percent), group="command")
+
+    async def _confirm(self, command: PositionKey, symbol: str, strategy: str, action: str,
+                       percent: float | None) -> None:
+        preview = await self.app.command("preview_position", strategy, symbol, action, percent)
+        if preview is None:
+            return                   # refused: the user was told why
+        if not preview.ok:
+            self._warn(f"{command.label}: {strategy} on {symbol}: {preview.reason}")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._command("commit_position", strategy, symbol, action, percent)
+
+        self.app.push_screen(ConfirmDialog(Text(f"{command.label}: {strategy} on {symbol}?"),  # type: ignore
+                                           Text(effect(preview, command.percent)), confirm=command.label), answered)
 
     def action_clear_feeds(self) -> None:
         for name in FEEDS:

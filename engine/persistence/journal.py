@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from ..types import PartialEvent, TickCancelled, TickClosed, TickOpened, TickScheduled
+from ..types import BreakevenEvent, CommitEvent, PartialEvent, TickCancelled, TickClosed, TickOpened, TickScheduled
 
 Lifecycle = TickScheduled | TickOpened | TickClosed | TickCancelled
 
@@ -37,15 +37,19 @@ class JournalWrite(msgspec.Struct, frozen=True):
 
 
 class JournalEvent(msgspec.Struct, frozen=True):
-    """A signal event (``tick``) or a milestone (``partial``, with ``kind`` profit or loss)."""
+    """A signal event (``tick``), a milestone (``partial``, with ``kind`` profit or loss), a
+    command that acted (``commit``) or breakeven becoming available (``breakeven``)."""
 
-    kind: str                      # "signal" | "profit" | "loss"
+    kind: str                      # "signal" | "profit" | "loss" | "commit" | "breakeven"
     tick: Lifecycle | None = None
     partial: PartialEvent | None = None
+    commit: CommitEvent | None = None
+    breakeven: BreakevenEvent | None = None
 
     @property
     def event_id(self) -> str:
-        return self.tick.event_id if self.tick is not None else self.partial.event_id  # type: ignore[union-attr]
+        event = self.tick or self.partial or self.commit or self.breakeven
+        return event.event_id  # type: ignore[union-attr]
 
 
 class Journal(msgspec.Struct):
@@ -89,3 +93,14 @@ def signal_event(result: Lifecycle) -> JournalEvent:
 
 def milestone_event(kind: str, event: PartialEvent) -> JournalEvent:
     return JournalEvent(kind, partial=event)
+
+
+def journal_event(event: Any) -> JournalEvent:
+    """Any event saved with its change, as the journal keeps it."""
+    if isinstance(event, PartialEvent):
+        return milestone_event(event.kind, event)
+    if isinstance(event, CommitEvent):
+        return JournalEvent("commit", commit=event)
+    if isinstance(event, BreakevenEvent):
+        return JournalEvent("breakeven", breakeven=event)
+    return signal_event(event)

@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from ..commands import PositionCommands
 from ..config import get_config
 from ..context import Clock, running
 from ..events import Timings, bus, emit_performance
@@ -83,8 +84,16 @@ def _key(symbol: str, strategy_name: str) -> tuple[str, str]:
     return (symbol, strategy_name)
 
 
-class Backtest:
-    """Backtests of a strategy on a symbol over a frame. Results are kept per (symbol, strategy)."""
+class Backtest(PositionCommands):
+    """Backtests of a strategy on a symbol over a frame. Results are kept per (symbol, strategy).
+    ``commit_*`` act on a running backtest's position at its clock (from a listener of its events)."""
+
+    @classmethod
+    def _running_strategy(cls, symbol: str, strategy_name: str) -> Any:
+        state = _runs.get(_key(symbol, strategy_name))
+        if state is None or state.status != "running" or state.strategy is None:
+            raise ValueError(f"no backtest of {strategy_name} on {symbol} is running")
+        return state.strategy
 
     @staticmethod
     def run(symbol: str, *, strategy_name: str, exchange_name: str, frame_name: str,
@@ -307,7 +316,7 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
                 series = feed.minute_series(state.symbol)
                 mode = strategy.plain() if strategy.planned is not None else None
                 if mode is not None and series is strategy.resolved_ahead.series:
-                    result = await strategy.close_planned(series, mode)
+                    result = await strategy.close_planned(series, mode, end)
                 else:
                     result = await strategy.backtest_open(series, end)
                 signal_timings.add(resolving, when)

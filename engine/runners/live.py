@@ -30,6 +30,7 @@ from typing import Any
 
 import msgspec
 
+from ..commands import PositionCommands
 from ..context import WallClock
 from ..events import bus, emit_performance
 from ..exchange.client import ExchangeClient
@@ -106,8 +107,16 @@ def _decoded(path: Path, type_: Any) -> Any:
         return None
 
 
-class Live:
-    """Live runs of a strategy on a symbol. One tick per closed minute; state in ``state_dir``."""
+class Live(PositionCommands):
+    """Live runs of a strategy on a symbol. One tick per closed minute; state in ``state_dir``.
+    ``commit_*`` act on a running run's position (``engine/commands.py``)."""
+
+    @classmethod
+    def _running_strategy(cls, symbol: str, strategy_name: str) -> Any:
+        state = _runs.get(_key(symbol, strategy_name))
+        if state is None or state.status != "running" or state.strategy is None:
+            raise ValueError(f"{strategy_name} on {symbol} is not running live")
+        return state.strategy
 
     @staticmethod
     def run(symbol: str, *, strategy_name: str, exchange_name: str,
@@ -337,21 +346,26 @@ async def _run(state: LiveRunState, catch_up: bool = True) -> AsyncIterator[Tick
                               state.symbol, iso(resume_at))
         restored = True
         while now is not None:
+            # Each step of the minute's work is whole: a command from outside (Live.commit_*) waits
+            # for it. The lock is never held while a result is handed out: its consumer may command.
             state.last_tick = now
-            await session.begin_tick(now, strategy.last_slot)
-            if restored:
-                restored = False
-                await _restored_callbacks(strategy, now)
+            async with strategy.acting:
+                await session.begin_tick(now, strategy.last_slot)
+                if restored:
+                    restored = False
+                    await _restored_callbacks(strategy, now)
             try:
-                started = time.perf_counter()
-                result = await strategy.tick()
-                emit_performance("live_tick", started, symbol=state.symbol, strategy_name=state.strategy_name,
-                                 exchange_name=state.exchange_name, backtest=False, when=now)
-                state.ticks += 1
+                async with strategy.acting:
+                    started = time.perf_counter()
+                    result = await strategy.tick()
+                    emit_performance("live_tick", started, symbol=state.symbol, strategy_name=state.strategy_name,
+                                     exchange_name=state.exchange_name, backtest=False, when=now)
+                    state.ticks += 1
                 if result.action in LIFECYCLE:
                     yield result
                 if result.action in ("closed", "cancelled"):
-                    result = await strategy.tick()  # the same minute again: a new signal may be taken now
+                    async with strategy.acting:
+                        result = await strategy.tick()  # the same minute again: a new signal may be taken now
                     if result.action in LIFECYCLE:
                         yield result
             except asyncio.CancelledError:
@@ -360,7 +374,8 @@ async def _run(state: LiveRunState, catch_up: bool = True) -> AsyncIterator[Tick
                 state.failed_ticks += 1
                 bus.report(exc, where=f"live tick at {iso(now)} (retried next minute)", symbol=state.symbol,
                            strategy_name=state.strategy_name, exchange_name=state.exchange_name, backtest=False)
-            await session.checkpoint()
+            async with strategy.acting:
+                await session.checkpoint()
             if state.stop_requested and strategy.pending is None and strategy.scheduled is None:
                 break
             now = await clock.next()

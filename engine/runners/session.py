@@ -34,7 +34,7 @@ from ..persistence.journal import Journal, JournalEvent
 from ..persistence.state import (FilePersistence, PersistError, StateStore, entry_key, legacy_key, persistence_for,
                                  run_key, safe_name)
 from ..risk import ClientRisk, RiskPosition
-from ..types import PartialEvent, SignalRow, is_finite_number
+from ..types import SignalRow, is_finite_number
 
 RUN_DOMAINS = ("signal", "schedule", "partial", "live", "journal")   # a run's own entries (risk files are shared)
 # An idle run saves its cursor after a minute of wall time or an hour of market time (a replay or a
@@ -357,8 +357,7 @@ class LiveSession:
             elif kind == "closed":
                 closed.append(value)
                 self.state.closed.append(value)
-        delivered = [journal.milestone_event(e.kind, e) if isinstance(e, PartialEvent) else journal.signal_event(e)
-                     for e in events]
+        delivered = [journal.journal_event(e) for e in events]
         await self.commit(Journal(writes, closed, delivered))
         if risk:
             for r in strategy.risks:

@@ -33,8 +33,9 @@ from ..runners.backtest import Backtest
 from ..runners.live import Live
 from ..runners.walker import OVERALL, Walker
 from ..stats import backtest_statistics
-from .messages import (BacktestOutcome, BacktestProgress, CommandError, ErrorNote, EventBatch, Milestone, Note,
-                       RunStatus, ServerStatus, StrategyInfo, WalkerInfo, WalkerOutcome, Workspace)
+from ..position import CommitPreview, CommitResult
+from .messages import (BacktestOutcome, BacktestProgress, Breakeven, CommandError, Commit, ErrorNote, EventBatch,
+                       Milestone, Note, RunStatus, ServerStatus, StrategyInfo, WalkerInfo, WalkerOutcome, Workspace)
 
 LIFECYCLE = frozenset(("scheduled", "opened", "closed", "cancelled"))
 REFRESH_HZ = 10.0
@@ -101,6 +102,8 @@ class EngineHost:
             bus.partial_profit.subscribe(lambda e: self._add(Milestone("profit", e)), backtest=False),  # type: ignore[attr-defined]
             bus.partial_loss.subscribe(lambda e: self._add(Milestone("loss", e)), backtest=False),  # type: ignore[attr-defined]
             bus.risk.subscribe(self._add, backtest=False),  # type: ignore[attr-defined]
+            bus.strategy_commit.subscribe(lambda e: self._add(Commit(e)), backtest=False),  # type: ignore[attr-defined]
+            bus.breakeven.subscribe(lambda e: self._add(Breakeven(e)), backtest=False),  # type: ignore[attr-defined]
             bus.error.subscribe(self._on_error),  # type: ignore[attr-defined]
             bus.backtest_progress.subscribe(self._on_backtest_progress),  # type: ignore[attr-defined]
             bus.walker.subscribe(self._on_walker_cell),  # type: ignore[attr-defined]
@@ -353,6 +356,30 @@ class EngineHost:
     async def set_speed(self, strategy_name: str, symbol: str, speed: float) -> None:
         self._running(strategy_name, symbol)
         self._replay(Live.set_speed, symbol, strategy_name, speed=speed)
+
+    async def preview_position(self, strategy_name: str, symbol: str, action: str,
+                               percent: float | None = None) -> CommitPreview:
+        """What a command on the run's position or order would do now (for a confirmation)."""
+        self._running(strategy_name, symbol)
+        try:
+            return await Live.preview_commit(symbol, action, strategy_name=strategy_name, percent=percent)
+        except ValueError as e:
+            raise CommandError(str(e)) from None
+
+    async def commit_position(self, strategy_name: str, symbol: str, action: str,
+                              percent: float | None = None) -> CommitResult:
+        """Carry out a command on the run's position or order (after the run's minute under way)."""
+        self._running(strategy_name, symbol)
+        try:
+            result = await Live.commit(symbol, action, strategy_name=strategy_name, percent=percent,
+                                       source="console")
+        except ValueError as e:
+            raise CommandError(str(e)) from None
+        if not result:
+            self.note(f"{strategy_name} on {symbol}: {action.replace('_', ' ')} not done: {result.reason}", "error")
+        self._runs_dirty = True
+        self._schedule()
+        return result
 
     def _replay(self, fn: Callable[..., None], symbol: str, strategy_name: str, **kw: Any) -> None:
         try:

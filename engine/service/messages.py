@@ -10,8 +10,8 @@ from ..report import OrderCounts
 from ..runners.live import SavedRun
 from ..runners.walker import WalkerEvent, WalkerProgressEvent, WalkerResults
 from ..stats import BacktestStatistics
-from ..types import (Candles, PartialEvent, RiskEvent, SignalRow, TickCancelled, TickClosed, TickOpened, TickResult,
-                     TickScheduled)
+from ..types import (BreakevenEvent, Candles, CommitEvent, PartialEvent, RiskEvent, SignalRow, TickCancelled,
+                     TickClosed, TickOpened, TickResult, TickScheduled)
 
 
 class RunStatus(msgspec.Struct, frozen=True):
@@ -60,6 +60,18 @@ class Milestone(msgspec.Struct, frozen=True, tag_field="action", tag="milestone"
     event: PartialEvent
 
 
+class Commit(msgspec.Struct, frozen=True, tag_field="action", tag="commit"):
+    """A command acted on a live run's position or order (the strategy's, the console's, a script's)."""
+
+    event: CommitEvent
+
+
+class Breakeven(msgspec.Struct, frozen=True, tag_field="action", tag="breakeven"):
+    """A live position's price passed its breakeven threshold."""
+
+    event: BreakevenEvent
+
+
 class BacktestProgress(msgspec.Struct, frozen=True):
     symbol: str
     strategy_name: str
@@ -68,7 +80,8 @@ class BacktestProgress(msgspec.Struct, frozen=True):
 
 
 # What a batch's events are (each tagged on ``action``, so one decoder tells them apart on a socket).
-Event = TickScheduled | TickOpened | TickClosed | TickCancelled | Milestone | RiskEvent | ErrorNote | Note
+Event = TickScheduled | TickOpened | TickClosed | TickCancelled | Milestone | RiskEvent | ErrorNote | Note | Commit | \
+    Breakeven
 
 
 class EventBatch(msgspec.Struct):

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from ..position import CommitPreview, CommitResult
 from ..types import Candles
 from .messages import (BacktestOutcome, EventBatch, RunStatus, ServerStatus, WalkerOutcome, Workspace)
 
@@ -63,6 +64,7 @@ RESULTS: dict[str, Any] = {
     "start_live": RunStatus, "stop_live": None, "pause_live": None, "resume_live": None, "set_speed": None,
     "reset_run": str | None, "refresh_saved": None, "run_backtest": BacktestOutcome, "stop_backtest": None,
     "candles": Candles, "dump_backtest": str, "run_walker": WalkerOutcome, "stop_walker": None,
+    "preview_position": CommitPreview, "commit_position": CommitResult,
 }
 
 
