@@ -7,8 +7,8 @@ profile, with callbacks, with limit entries, with listeners.
 Each case runs in a fresh process on the same candles (in memory, the whole frame in one request),
 five times, and prints the median backtest wall time, its trades, and the ratio to the plain run (nothing but the
 engine's recorders hears it, so its trades take the lane). Targets (issue [4 of 6]): at most 1.5x
-for a risk profile, limit entries and listeners; per-candle callbacks (on_active, on_partial_*)
-are priced, not bounded (docs/strategies.md).
+for a risk profile, limit entries and listeners; per-candle callbacks (on_active, on_partial_*,
+on_active_ping and the position commands it makes) are priced, not bounded (docs/strategies.md).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ CASES = {
     "milestone listeners": "milestones",
     "a signal listener": "signals",
     "on_active (per candle)": "on_active",
+    "position commands (sma_trail's on_active_ping)": "commands",
 }
 
 
@@ -56,6 +57,9 @@ async def _case(kind: str, n: int) -> dict:
         options["callbacks"] = bk.StrategyCallbacks(on_open=lambda *a: None, on_close=lambda *a: None)
     elif kind == "on_active":
         options["callbacks"] = bk.StrategyCallbacks(on_active=lambda *a: None)
+    elif kind == "commands":
+        from strategies import sma_trail
+        options["callbacks"] = bk.StrategyCallbacks(on_active_ping=sma_trail.on_active_ping)
     elif kind == "milestones":
         bk.listen_partial_profit(lambda e: None)
         bk.listen_partial_loss(lambda e: None)

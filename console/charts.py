@@ -15,6 +15,8 @@ import numpy as np
 from textual.color import Color
 
 from engine.interval import MINUTE_MS
+from engine.pnl import effective_price
+from engine.position import held_percent
 
 DAY_MS = 24 * 60 * MINUTE_MS
 
@@ -75,8 +77,10 @@ def draw_position(plt: Any, candles: Any, vwap: np.ndarray, signal: Any, levels:
     ok = np.isfinite(vwap)
     plt.plot(np.asarray(x)[ok].tolist(), vwap[ok].tolist(), color=rgb(colors, "primary"),
              marker="braille" if not no_color else "dot", label="VWAP")
-    for price, name, color in ((s.price_open, "entry", "accent"), (s.price_take_profit, "TP", "success"),
-                               (s.price_stop_loss, "SL", "error")):
+    # The levels in force: the effective entry of its entries, a trailed TP / SL (position commands).
+    entry = effective_price(s)
+    for price, name, color in ((entry, "entry", "accent"), (s.take_profit, "TP", "success"),
+                               (s.stop_loss, "SL", "error")):
         plt.hline(price, color=rgb(colors, color))
     opened = (s.pending_at or s.scheduled_at) - t0
     plt.vline(opened / MINUTE_MS, color=rgb(colors, "accent"))
@@ -87,7 +91,9 @@ def draw_position(plt: Any, candles: Any, vwap: np.ndarray, signal: Any, levels:
                         color=rgb(colors, "success" if kind == "profit" else "error"))
     plt.xlabel("minutes")
     reached = ", ".join(f"{level}% {'TP' if kind == 'profit' else 'SL'}" for kind, level, _, _ in levels) or "none yet"
-    title = (f"{s.position} from {s.price_open:.6g}  TP {s.price_take_profit:.6g}  SL {s.price_stop_loss:.6g}  "
+    trailed = " (trailed)" if s.trailing_stop_loss is not None else ""
+    held = f"  {held_percent(s):.4g}% held" if s.partials else ""
+    title = (f"{s.position} from {entry:.6g}  TP {s.take_profit:.6g}  SL {s.stop_loss:.6g}{trailed}{held}  "
              f"milestones: {reached}")
     plt.title(title)
     return title

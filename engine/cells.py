@@ -56,6 +56,7 @@ class StrategySpec(msgspec.Struct, frozen=True):
     risks: tuple[RiskSpec, ...] = ()
     get_signals: Ref | None = None            # the vectorised twin, likewise (None: per frame)
     signals_factory: Ref | None = None
+    callbacks: tuple[tuple[str, Ref], ...] = ()   # (on_active_ping, its function), ...: they may command
 
 
 class ExchangeSpec(msgspec.Struct, frozen=True):
@@ -161,12 +162,27 @@ def strategy_spec(schema: StrategySchema, *, portable: bool) -> StrategySpec:
         raise NotPortable(f"strategy {name!r}: its {what} ({source!r}) cannot be imported by a worker process "
                           "(a lambda, a closure or a method); define it at module level or register it with "
                           "add_sweep, or use executor inline")
+    # Callbacks travel too: they may act on the position (position commands), so a cell without
+    # them would trade otherwise.
+    callbacks = []
+    hooks = [(hook, fn) for hook in schema.callbacks.__struct_fields__
+             if (fn := getattr(schema.callbacks, hook)) is not None]
+    for hook, fn in hooks:
+        hook_ref = ref_of(fn)
+        if hook_ref is None:
+            if portable:
+                raise NotPortable(f"strategy {name!r}: its callback {hook} ({fn!r}) cannot be imported by a worker "
+                                  "process; define it at module level, or use executor inline")
+            hook_ref = Ref("", repr(fn))
+        callbacks.append((hook, hook_ref))
     # The vectorised twin travels too when a worker can import it (else the worker runs per frame:
     # the same results, slower).
     twin = schema.signals_factory if schema.signals_factory is not None else schema.get_signals
     twin_ref = ref_of(twin) if twin is not None else None
     return StrategySpec(
-        strategy_name=name, interval=schema.interval, code=_fingerprint(source, *([twin] if twin else [])),
+        strategy_name=name, interval=schema.interval,
+        code=_fingerprint(source, *([twin] if twin else []), *(fn for _, fn in hooks)),
+        callbacks=tuple(callbacks),
         get_signal=ref if schema.factory is None else None, factory=ref if schema.factory is not None else None,
         params=schema.params, risks=tuple(risks),
         get_signals=twin_ref if schema.signals_factory is None else None,
@@ -278,6 +294,7 @@ def _prepare_worker(cell: Cell) -> None:
     signals_factory = resolve(s.signals_factory) if s.signals_factory is not None else None
     get_signals = signals_factory(**(s.params or {})) if signals_factory is not None else \
         resolve(s.get_signals) if s.get_signals is not None else None
+    callbacks = registry.StrategyCallbacks(**{hook: resolve(ref) for hook, ref in s.callbacks})
     # Each cell in a worker is a backtest on its own: a clean registry with just what it names.
     registry.clear_registry()
     reset_risks()
@@ -291,4 +308,5 @@ def _prepare_worker(cell: Cell) -> None:
     for risk_name, checks in validations.items():
         registry.add_risk(risk_name, validations=checks)
     registry.add_strategy(s.strategy_name, get_signal, interval=s.interval, risk_list=list(validations),
-                          factory=factory, params=s.params, get_signals=get_signals, signals_factory=signals_factory)
+                          factory=factory, params=s.params, get_signals=get_signals, signals_factory=signals_factory,
+                          callbacks=callbacks)

@@ -17,6 +17,8 @@ held, the trailed stop-loss).
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import engine as bk
 from engine.pnl import effective_price
 
@@ -41,7 +43,15 @@ async def on_active_ping(symbol: str, signal: bk.SignalRow, price: float, backte
             await bk.commit_trailing_stop(symbol, -(original + target))
 
 
+_entries = make_signal(take_profit=TAKE_PROFIT, stop_loss=STOP_LOSS, minutes=MINUTES)
+
+
+async def get_signal(symbol: str, when: datetime) -> bk.SignalDto | None:
+    """sma_cross's entries with this strategy's levels (a function of this module: a walker's
+    worker process imports it by name)."""
+    return await _entries(symbol, when)
+
+
 def register(risk_list: tuple[str, ...] = ()) -> None:
-    bk.add_strategy(NAME, make_signal(take_profit=TAKE_PROFIT, stop_loss=STOP_LOSS, minutes=MINUTES),
-                    interval="1m", note=__doc__.splitlines()[0], risk_list=risk_list,
+    bk.add_strategy(NAME, get_signal, interval="1m", note=__doc__.splitlines()[0], risk_list=risk_list,
                     callbacks=bk.StrategyCallbacks(on_active_ping=on_active_ping))

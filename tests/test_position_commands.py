@@ -373,3 +373,96 @@ async def test_live_commit_from_outside_waits_for_the_minute_and_names_a_run_tha
     closed = results[-1]
     assert closed.action == "closed" and closed.close_reason == "stop_loss" and closed.pnl.price_close == 95.0
     assert closed.signal.trailing_stop_loss == pytest.approx(95.0)
+
+
+# --- every command, in a backtest and in a live replay, and across a kill --------------------------
+
+# (command, keyword arguments, the VWAP it acts at, the path after the entry at 100). Flat stretches
+# of at least five candles, so the backtest's candle and the live tick act at the same VWAP.
+COMMANDS = {
+    "partial_profit": ({"percent": 30}, 104, steps((100, 12), (104, 10), (100, 60))),
+    "partial_loss": ({"percent": 30}, 96, steps((100, 12), (96, 10), (100, 60))),
+    "trailing_stop": ({"percent": -5}, 104, steps((100, 12), (104, 10), (94, 12), (100, 48))),
+    "trailing_take": ({"percent": -5}, 104, steps((100, 12), (104, 10), (106, 12), (100, 48))),
+    "breakeven": ({}, 104, steps((100, 12), (104, 10), (94, 12), (100, 48))),
+    "average_buy": ({"cost": 50}, 96, steps((100, 12), (96, 10), (103, 60))),
+    "close_pending": ({}, 104, steps((100, 12), (104, 10), (100, 60))),
+}
+
+
+def commanding(action, kw, at, log):
+    """A strategy's on_active_ping that makes ``action`` once, when the VWAP reaches ``at``."""
+    async def on_active_ping(symbol, signal, price, backtest):
+        if signal.commits == 0 and (price >= at if at > 100 else price <= at):
+            log.append(await getattr(bk, f"commit_{action}")(symbol, *kw.values()))
+    return bk.StrategyCallbacks(on_active_ping=on_active_ping)
+
+
+def outcome(closed):
+    s = closed.signal
+    return (closed.close_reason, round(closed.pnl.price_close, 9), round(closed.pnl.pnl_percentage, 9),
+            [(p.kind, p.percent, p.price, round(p.cost_basis, 9), p.entries) for p in s.partials],
+            [(e.price, e.cost) for e in s.entries], s.trailing_stop_loss, s.trailing_take_profit, s.commits)
+
+
+@pytest.mark.parametrize("action", list(COMMANDS))
+async def test_each_command_acts_alike_in_a_backtest_and_a_live_replay(action, tmp_path):
+    kw, at, prices = COMMANDS[action]
+    backtest_log, live_log = [], []
+    register(prices, strategy=first_signal, callbacks=commanding(action, kw, at, backtest_log), frame=(10, 75))
+    (b,) = [r async for r in bk.Backtest.run("BTC", strategy_name="s", exchange_name="prices", frame_name="f")
+            if r.action == "closed"]
+    bk.add_strategy("m", first_signal, callbacks=commanding(action, kw, at, live_log))
+    ex = PriceExchange(prices)
+    bk.add_replay_exchange("replay", series={"BTC": ex.candles}, speed=0, start=minute(10), end=minute(80))
+    (lv,) = [r async for r in bk.Live.run("BTC", strategy_name="m", exchange_name="replay", state_dir=tmp_path)
+             if r.action == "closed"]
+    assert [bool(r) for r in backtest_log] == [bool(r) for r in live_log] == [True]
+    assert backtest_log[0].event.current_price == live_log[0].event.current_price == at
+    assert outcome(b) == outcome(lv)
+    # What each command leaves, as the rules say.
+    expected = {
+        "partial_profit": ("time_expired", [("profit", 30.0, 104.0)]), "partial_loss": ("time_expired", [("loss", 30.0, 96.0)]),
+        "trailing_stop": ("stop_loss", []), "trailing_take": ("take_profit", []), "breakeven": ("stop_loss", []),
+        "average_buy": ("time_expired", []), "close_pending": ("closed", []),
+    }[action]
+    assert (b.close_reason, [(p.kind, p.percent, p.price) for p in b.signal.partials]) == expected
+    close_price = {"trailing_stop": 95.0, "trailing_take": 105.0, "breakeven": 100.0, "close_pending": 104.0}
+    if action in close_price:
+        assert b.pnl.price_close == pytest.approx(close_price[action])
+    if action == "average_buy":
+        assert b.pnl.price_open == pytest.approx(150 / (1 + 50 / 96)) and b.pnl.pnl_entries == 150
+    assert b.pnl.pnl_percentage == pytest.approx(position_pnl(b.signal, b.pnl.price_close).pnl_percentage
+                                                 if b.signal.partials else bk.to_profit_loss(b.signal, b.pnl.price_close)
+                                                 .pnl_percentage)
+
+
+@pytest.mark.parametrize("action", ["partial_profit", "trailing_stop", "breakeven", "average_buy", "close_pending"])
+async def test_a_kill_after_any_commands_write_ends_as_an_uninterrupted_run(action, tmp_path):
+    """Killed as the command's event goes out (its change already written): the restart delivers
+    that event again, once, with the same id, and the run ends as one never killed."""
+    kw, at, prices = COMMANDS[action]
+    ex = PriceExchange(prices)
+    bk.add_replay_exchange("replay", series={"BTC": ex.candles}, speed=0, start=minute(10), end=minute(80))
+    bk.add_strategy("s", first_signal, callbacks=commanding(action, kw, at, []))
+
+    async def run(state_dir):
+        return [r async for r in bk.Live.run("BTC", strategy_name="s", exchange_name="replay", state_dir=state_dir)]
+
+    heard = []
+    stop = bk.listen_strategy_commit(heard.append)
+    clean = [r for r in await run(tmp_path / "clean") if r.action == "closed"]
+    stop()
+    assert len(heard) == 1
+
+    def kill(event):
+        raise Killed(event.event_id)
+    stop = bk.listen_strategy_commit(kill)
+    with pytest.raises(Killed):
+        await run(tmp_path / "killed")
+    stop()
+    again = []
+    bk.listen_strategy_commit(again.append)
+    after = [r for r in await run(tmp_path / "killed") if r.action == "closed"]
+    assert [e.event_id for e in again] == [heard[0].event_id]
+    assert [outcome(c) for c in after] == [outcome(c) for c in clean]

@@ -225,6 +225,33 @@ async def test_process_executor_refuses_a_strategy_it_cannot_import(store):
             pass
 
 
+async def test_a_strategy_that_commands_its_position_trades_alike_on_a_worker(store):
+    """sma_trail acts on its positions from its on_active_ping: a worker rebuilds that callback too
+    (without it, the cell would trade as sma_cross with other levels)."""
+    from strategies import sma_trail
+    setup_sweep(store)
+    sma_trail.register()
+    bk.add_walker("trail", exchange_name="bundled", frame_name="two-days", strategies=["sma_trail"])
+
+    async def walk_trail(executor):
+        _ = [e async for e in bk.Walker.run("ETHBTC", walker_name="trail", executor=executor, cache=False,
+                                            workers=1)]
+        return await bk.Walker.get_data("ETHBTC", walker_name="trail")
+    inline, process = await walk_trail("inline"), await walk_trail("process")
+    assert table({"ETHBTC": inline}) == table({"ETHBTC": process})
+    # ...and it does command there: some of its trades carry commits.
+    closes = [r async for r in bk.Backtest.run("ETHBTC", strategy_name="sma_trail", exchange_name="bundled",
+                                               frame_name="two-days") if r.action == "closed"]
+    assert len(closes) == inline.rows[0].total_signals and any(c.signal.commits for c in closes)
+    # A callback a worker cannot import is refused by name, not silently dropped.
+    bk.add_strategy("lambda_hook", sma_trail.get_signal,
+                    callbacks=bk.StrategyCallbacks(on_active_ping=lambda *args: None))
+    bk.add_walker("hook", exchange_name="bundled", frame_name="two-days", strategies=["lambda_hook"])
+    with pytest.raises(ValueError, match="lambda_hook.*callback on_active_ping.*cannot be imported by a worker"):
+        async for _ in bk.Walker.run("ETHBTC", walker_name="hook", executor="process"):
+            pass
+
+
 def test_sweep_names_grid_errors_and_where():
     assert bk.sweep_name("sma", {"fast": 10, "slow": 40}) == "sma[fast=10,slow=40]"
     names = bk.add_sweep("s", sma_cross.make_signal, {"fast": [10, 50], "slow": [40]}, where=lambda p: p["fast"] < p["slow"])
