@@ -157,6 +157,37 @@ async def test_consoles_attach_leave_and_attach_again_to_the_same_positions(serv
     assert open_positions(server) or held
 
 
+async def test_a_console_attached_to_a_server_acts_on_a_position_and_every_console_sees_it(server):
+    """The position commands cross the socket: the preview and the result decode as themselves,
+    and the command's event reaches every attached console."""
+    from engine.position import CommitPreview, CommitResult
+    first, second = attached_app(server), attached_app(server)
+    async with first.run_test(size=(120, 40)) as pilot_a, second.run_test(size=(120, 40)) as pilot_b:
+        assert await first.command("start_live", "sma_cross", "BTCUSDT", "replay") is not None
+        key = ("BTCUSDT", "sma_cross")
+        for _ in range(30):
+            await wait_for(pilot_a, lambda: key in first.bridge.board.open, "an open position", timeout=90)
+            await first.command("pause_live", "sma_cross", "BTCUSDT")
+            await wait_for(pilot_a, lambda: first.bridge.runs[key].state == "paused", "the pause")
+            preview = await first.command("preview_position", "sma_cross", "BTCUSDT", "close_pending")
+            if preview is not None and preview.ok:
+                break
+            await first.command("resume_live", "sma_cross", "BTCUSDT")
+        assert isinstance(preview, CommitPreview) and preview.after is None and preview.pnl is not None
+        result = await first.command("commit_position", "sma_cross", "BTCUSDT", "close_pending")
+        assert isinstance(result, CommitResult) and result.ok and result.event.source == "console"
+        assert result.event.signal.id == preview.signal.id
+        for pilot, app in ((pilot_a, first), (pilot_b, second)):
+            await wait_for(pilot, lambda app=app: key not in app.bridge.board.open, "the position gone, everywhere")
+            await wait_for(pilot, lambda app=app: any("close BTCUSDT sma_cross" in line.text and "(console)" in line.text
+                                                      for line in app.bridge.board.log), "the command in the log")
+        refused = await first.command("commit_position", "sma_cross", "BTCUSDT", "partial_profit", 150)
+        assert refused is None        # a bad argument: refused with its reason, told to the user
+        assert any("percent_to_close must be in (0, 100]" in line.text for line in first.bridge.board.log)
+        await pilot_a.press("q")
+        await pilot_b.press("q")
+
+
 def test_a_console_killed_with_sigkill_costs_the_server_nothing(server):
     btk(server.home, "start", "sma_cross", "--symbol", "BTCUSDT")
     env = {**os.environ, "BTK_HOME": str(server.home), "TERM": "xterm-256color"}
