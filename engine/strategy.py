@@ -923,6 +923,7 @@ class ClientStrategy:
         if breakeven_at >= 0:
             by_candle.setdefault(first + breakeven_at, [])
         candles = range(first, stop) if per_candle else sorted(by_candle)
+        position, entry, take_profit, stop_loss = s.position, effective_price(s), s.take_profit, s.stop_loss
         for j in candles:
             when, price = int(series.ts[j]), float(series.vwap[j])
             self.clock.now = when
@@ -945,7 +946,7 @@ class ClientStrategy:
                     return j
             if not per_candle:
                 continue
-            percent_tp, percent_sl = self._progress(s, price)
+            percent_tp, percent_sl = progress(position, entry, take_profit, stop_loss, price)
             if percent_tp > 0:
                 await self._callback("on_partial_profit", self.symbol, s, price, percent_tp, self.backtest)
             elif percent_sl > 0:

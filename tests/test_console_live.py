@@ -282,4 +282,11 @@ async def test_position_keys_ask_with_the_effect_then_act_and_show_it(seeded_sto
         # Nothing under the cursor: said, not a dialog.
         await pilot.press("o")
         await wait_for(pilot, lambda: "no scheduled order under the cursor" in notes(app), "the warning")
+        # The next order: o opens it now, at its own price (sma_cross, paused, holds nothing on BTCUSDT).
+        await app.command("resume_live", "mean_reversion", "BTCUSDT")
+        order = await hold_a(pilot, app, order_key, "scheduled")
+        await wait_for(pilot, lambda: scheduled.row_count >= 1, "its row")
+        assert await press_and_check(pilot, app, "o", [f"Opens now at the order's price {order.signal.price_open:.8g}"])
+        await wait_for(pilot, lambda: order_key in board.open, "the order open as a position")
+        assert board.open[order_key].signal.price_open == order.signal.price_open
         await pilot.press("q", "y")

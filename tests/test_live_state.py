@@ -216,6 +216,14 @@ async def test_writes_that_failed_reach_the_disk_in_order_so_no_crash_loses_the_
     ("price_open", 0.0, "price_open"), ("price_open", -5.0, "price_open"), ("price_take_profit", math.inf, "price_take_profit"),
     ("symbol", "ETH", "symbol"), ("strategy_name", "other", "strategy"), ("exchange_name", "binance", "exchange"),
     ("price_stop_loss", 105.0, "price_stop_loss"),
+    # What position commands leave on a row, damaged.
+    ("trailing_stop_loss", -1.0, "trailing_stop_loss"),
+    ("entries", [{"price": 100.0, "cost": 0.0}], "an entry needs"),
+    ("partials", [{"kind": "profit", "percent": 150.0, "price": 105.0, "cost_basis": 100.0, "entries": 1}],
+     "a partial close needs"),
+    ("partials", [{"kind": "profit", "percent": 100.0, "price": 105.0, "cost_basis": 100.0, "entries": 1},
+                  {"kind": "profit", "percent": 100.0, "price": 105.0, "cost_basis": 100.0, "entries": 1}],
+     "more than the"),
 ])
 async def test_a_restored_signal_that_fails_the_checks_is_moved_aside_like_a_corrupt_file(tmp_path, field, value, why):
     on_wall_clock([100.0] * 40, list(range(10, 20)))

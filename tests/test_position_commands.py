@@ -466,3 +466,40 @@ async def test_a_kill_after_any_commands_write_ends_as_an_uninterrupted_run(acti
     after = [r for r in await run(tmp_path / "killed") if r.action == "closed"]
     assert [e.event_id for e in again] == [heard[0].event_id]
     assert [outcome(c) for c in after] == [outcome(c) for c in clean]
+
+
+def limit_at_ten(symbol, when):
+    """One limit long at 95 (the price stays at 100: it would wait), at minute 10, for an hour."""
+    if to_ms(when) != minute(10):
+        return None
+    return bk.SignalDto(position="long", price_open=95, price_take_profit=110, price_stop_loss=90,
+                        minute_estimated_time=60)
+
+
+def ordering(action, log):
+    async def on_schedule_ping(symbol, signal, price, backtest):
+        log.append(await getattr(bk, f"commit_{action}")(symbol))
+    return bk.StrategyCallbacks(on_schedule_ping=on_schedule_ping)
+
+
+@pytest.mark.parametrize("action", ["activate_scheduled", "cancel_scheduled"])
+async def test_order_commands_act_alike_in_a_backtest_and_a_live_replay(action, tmp_path):
+    prices = steps((100, 90))
+    backtest_log, live_log = [], []
+    register(prices, strategy=limit_at_ten, callbacks=ordering(action, backtest_log), frame=(10, 75))
+    b = [r async for r in bk.Backtest.run("BTC", strategy_name="s", exchange_name="prices", frame_name="f")]
+    bk.add_strategy("m", limit_at_ten, callbacks=ordering(action, live_log))
+    ex = PriceExchange(prices)
+    bk.add_replay_exchange("replay", series={"BTC": ex.candles}, speed=0, start=minute(10), end=minute(85))
+    lv = [r async for r in bk.Live.run("BTC", strategy_name="m", exchange_name="replay", state_dir=tmp_path)]
+    assert [r.action for r in b] == [r.action for r in lv] == (
+        ["scheduled", "opened", "closed"] if action == "activate_scheduled" else ["scheduled", "cancelled"])
+    assert len(backtest_log) == len(live_log) == 1 and backtest_log[0] and live_log[0]
+    if action == "activate_scheduled":
+        # Filled at its own price (95) while the market is at 100: closed by time, in profit.
+        assert b[1].signal.price_open == lv[1].signal.price_open == 95
+        assert (b[2].close_reason, b[2].pnl.price_close) == (lv[2].close_reason, lv[2].pnl.price_close) == \
+            ("time_expired", 100.0)
+        assert b[2].pnl.pnl_percentage == pytest.approx(lv[2].pnl.pnl_percentage)
+    else:
+        assert b[1].reason == lv[1].reason == "user"

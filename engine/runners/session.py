@@ -34,6 +34,7 @@ from ..persistence.journal import Journal, JournalEvent
 from ..persistence.state import (FilePersistence, PersistError, StateStore, entry_key, legacy_key, persistence_for,
                                  run_key, safe_name)
 from ..risk import ClientRisk, RiskPosition
+from ..pnl import position_pnl
 from ..types import SignalRow, is_finite_number
 
 RUN_DOMAINS = ("signal", "schedule", "partial", "live", "journal")   # a run's own entries (risk files are shared)
@@ -82,6 +83,24 @@ def row_problems(row: SignalRow, *, symbol: str, strategy_name: str, exchange_na
     whole = is_finite_number(met) and float(met).is_integer() and met > 0
     if not (whole or (isinstance(met, float) and math.isinf(met) and met > 0)):
         p.append(f"minute_estimated_time must be a positive whole number of minutes, got {met!r}")
+    # What commands left on it: levels that are prices, entries and partial closes that add up.
+    for name in ("trailing_stop_loss", "trailing_take_profit"):
+        value = getattr(row, name)
+        if value is not None and (not is_finite_number(value) or value <= 0):
+            p.append(f"{name} must be None or a finite number > 0, got {value!r}")
+    for e in row.entries:
+        if not (is_finite_number(e.price) and e.price > 0 and is_finite_number(e.cost) and e.cost > 0):
+            p.append(f"an entry needs a price and a cost > 0, got {e.price!r} and {e.cost!r}")
+    for c in row.partials:
+        if not (is_finite_number(c.percent) and 0 < c.percent <= 100 and is_finite_number(c.price) and c.price > 0
+                and is_finite_number(c.cost_basis) and c.cost_basis > 0 and 1 <= c.entries <= max(1, len(row.entries))):
+            p.append(f"a partial close needs a percent in (0, 100], a price and a cost basis > 0 and its entries, "
+                     f"got {c!r}")
+    if not p and row.partials:
+        try:
+            position_pnl(row, row.price_open)
+        except ValueError as e:           # closes that sold more than was put in
+            p.append(str(e))
     if open_ and (row.pending_at is None or row.pending_at <= 0):
         p.append(f"an open signal needs pending_at, got {row.pending_at!r}")
     for name, want in (("symbol", symbol), ("strategy_name", strategy_name), ("exchange_name", exchange_name)):
