@@ -451,29 +451,29 @@ class ClientStrategy:
             if batches is None:
                 self.flush_planned()           # the recorders take these events: after what they wait for
             told: list[tuple[Any, PartialEvent]] = []
-            for offset, kind, level, percent in milestone_crossings_known(
-                    series.vwap[first:index], position=s.position, price_open=s.price_open,
-                    take_profit=s.price_take_profit, stop_loss=s.price_stop_loss,
-                    profit_levels=profit_levels, loss_levels=loss_levels):
-                j = first + offset
-                event = self._partial_event(kind, s, level, percent, float(series.vwap[j]), int(series.ts[j]))
-                self.clock.now, self.candle_price = event.timestamp, (event.timestamp, event.current_price)
-                channel = bus.partial_profit if kind == "profit" else bus.partial_loss  # type: ignore[attr-defined]
+            prices = series.vwap[first:index]
+            crossings = milestone_crossings_known(prices, position=s.position, price_open=s.price_open,
+                                                  take_profit=s.price_take_profit, stop_loss=s.price_stop_loss,
+                                                  profit_levels=profit_levels, loss_levels=loss_levels)
+            at = prices[[c[0] for c in crossings]].tolist()       # one read for the signal's events
+            profit, loss = bus.partial_profit, bus.partial_loss  # type: ignore[attr-defined]
+            step, names = series.step, (self.symbol, self.strategy_name, True)
+            for (offset, kind, level, percent), price_at in zip(crossings, at):
+                when_at = first_time + offset * step
+                event = PartialEvent(*names[:2], s, level, percent, price_at, True, when_at, self.exchange_name,
+                                     self.frame_name, kind)
+                # A listener's command acts at this candle's time and price.
+                self.clock.now, self.candle_price = when_at, (when_at, price_at)
+                channel = profit if kind == "profit" else loss
                 if batches is None:
                     channel.emit(event)
                 else:
                     channel.notify(event)      # the recorders take the same in their batch, below
                     told.append((channel, event))
                 if self.pending is not opened:
-                    return await self._left_lane(series, opened, told, first, j, end_ms)
+                    return await self._left_lane(series, opened, told, first, first + offset, end_ms)
         if batches and (profit_levels or loss_levels):
-            entries = self._milestone_entries
-            if entries is None or entries[0] is not series:
-                self.flush_planned()
-                entries = self._milestone_entries = (series, batches, [], [], [], [], [], [])
-            # One list per field: a tuple per signal would be one more object for the collector to track.
-            for column, value in zip(entries[2:], (s, first, index, first_time, profit_levels, loss_levels)):
-                column.append(value)
+            self._batch_milestones(series, batches, s, first, index, first_time, profit_levels, loss_levels)
         self.clock.now = when
         result = TickClosed(self.symbol, self.strategy_name, self.exchange_name, self.frame_name, price, True, when,
                             s, reason, when, PnL(pnl, s.price_open, close_price, pnl / 100.0 * self._entry_cost,
@@ -508,6 +508,17 @@ class ClientStrategy:
         if seen is not None:
             s = self.pending = _with_extremes(s, seen)
         return await self._resolve_open(series, s, j + 1, end_ms)
+
+    def _batch_milestones(self, series: Series, batches: tuple[Any, ...], *entry: Any) -> None:
+        """A signal's milestones, ``(signal, first, stop, first_time, profit_levels, loss_levels)``,
+        for the recorders' next batch (``flush_planned``)."""
+        entries = self._milestone_entries
+        if entries is None or entries[0] is not series:
+            self.flush_planned()
+            entries = self._milestone_entries = (series, batches, [], [], [], [], [], [])
+        # One list per field: a tuple per signal would be one more object for the collector to track.
+        for column, value in zip(entries[2:], entry):
+            column.append(value)
 
     def flush_planned(self) -> None:
         """Hand the milestone recorders what the lane closed since the last flush, as one batch
@@ -883,7 +894,6 @@ class ClientStrategy:
         """Milestone events (and per-candle callbacks, pings and breakeven, if anyone hears them)
         for the active candles ``first..stop-1``; the closing candle ``stop`` reaches none (SEMANTICS.md
         section 5). Returns the candle where a command changed the position (None: none did)."""
-        self.flush_planned()
         cb = self.callbacks
         per_candle = cb.on_active or cb.on_partial_profit or cb.on_partial_loss or cb.on_active_ping
         profit_channel, loss_channel = bus.partial_profit, bus.partial_loss  # type: ignore[attr-defined]
@@ -894,21 +904,28 @@ class ClientStrategy:
                 and not breakeven_heard:
             if not profit_channel.taps and not loss_channel.taps:
                 return None
-            digests = _digest_recorders(profit_channel.taps, loss_channel.taps)
-            if digests is not None:
-                # Only the engine's recorders hear milestones: one record for the whole signal.
+            batches = _digest_recorders(profit_channel.taps, loss_channel.taps, kind="batch")
+            digests = _digest_recorders(profit_channel.taps, loss_channel.taps) if batches is None else None
+            if batches is not None or digests is not None:
+                # Only the engine's recorders hear milestones: one record for the whole signal (in
+                # the recorders' next batch, when they take batches).
                 if extremes is None:
                     return None
                 profit_levels, loss_levels = milestone_reach(
                     position=s.position, price_open=s.price_open, take_profit=s.price_take_profit,
                     stop_loss=s.price_stop_loss, low=extremes[0], high=extremes[1])
-                if profit_levels or loss_levels:
+                if batches is not None and (profit_levels or loss_levels):
+                    self._batch_milestones(series, batches, s, first, stop, int(series.ts[first]), profit_levels,
+                                           loss_levels)
+                elif profit_levels or loss_levels:
+                    self.flush_planned()
                     digest = MilestoneDigest(self.symbol, self.strategy_name, self.exchange_name, self.frame_name,
                                              self.backtest, s, int(series.ts[first]), series.vwap[first:stop].copy(),
                                              profit_levels, loss_levels)
                     for record in digests:
                         record(digest)
                 return None
+        self.flush_planned()        # what the recorders wait for comes before these events
         crossings = milestone_crossings(series.vwap[first:stop], position=s.position, price_open=effective_price(s),
                                         take_profit=s.take_profit, stop_loss=s.stop_loss)
         reached = self.partial.states.get(s.id)

@@ -158,6 +158,8 @@ class SignalTable:
         None when the loaded candles cannot say (prices not cleared of anomalies)."""
         if not series.anomaly_free or not len(self.rows):
             return None
+        if self._open is not None and not np.isnan(self.column(self._open, np.nan)).any():
+            return None     # limit orders all: each resolves from its fill, not from its row
         given_minutes = self.column(self._minutes, config.CC_MAX_SIGNAL_LIFETIME_MINUTES)
         minutes = np.where(np.isinf(given_minutes), given_minutes, np.trunc(given_minutes))   # as a row stores it
         long = np.ones(len(self.rows), dtype=bool) if self._short is None else ~self._short[self.rows]
