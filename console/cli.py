@@ -20,6 +20,7 @@ import numpy as np
 import engine as bk
 from engine.interval import MINUTE_MS, interval_ms, iso, to_ms
 from engine.log import describe_error
+from engine.position import ACTIONS as COMMIT_ACTIONS
 from engine.persistence.candles import CandleFileError, StoreError, connect, delete_candles, default_store_path, import_candles, read_candle_file, summaries
 
 from engine.exchange.bundled import BUNDLED, StoreExchange, ensure_seeded
@@ -132,7 +133,16 @@ def build_parser() -> argparse.ArgumentParser:
                                        "until it closes)")
     stop.add_argument("strategy")
     stop.add_argument("--symbol", default=None, help="default: the strategy's only run")
-    for p in (st, start, stop):
+    cm = sub.add_parser("commit", help="act on a live run's position or order on a running `btk serve`")
+    cm.add_argument("action", choices=COMMIT_ACTIONS, help="what to do (position commands: docs/strategies.md)")
+    cm.add_argument("strategy")
+    cm.add_argument("--symbol", default=None, help="default: the strategy's only run")
+    cm.add_argument("--percent", type=float, default=None,
+                    help="partial_profit / partial_loss: the share of what is held to close; trailing_stop / "
+                         "trailing_take: the shift of the original distance, in percent (negative: closer)")
+    cm.add_argument("--cost", type=float, default=None, help="average_buy: the money of the new entry")
+    cm.add_argument("--dry-run", dest="dry_run", action="store_true", help="say what it would do, do nothing")
+    for p in (st, start, stop, cm):
         p.add_argument("--state-dir", dest="state_dir", type=Path, default=None, help="the server's state dir")
         p.add_argument("--socket", type=Path, default=None, help="the server's socket")
 
@@ -167,7 +177,7 @@ def _main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None or args.command == "attach":
         return _console(args)
-    if args.command in ("serve", "status", "start", "stop"):
+    if args.command in ("serve", "status", "start", "stop", "commit"):
         from .commands.server import run_server_command
         try:
             return run_server_command(args)

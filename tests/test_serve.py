@@ -188,6 +188,36 @@ async def test_a_console_attached_to_a_server_acts_on_a_position_and_every_conso
         await pilot_b.press("q")
 
 
+def test_btk_commit_acts_on_a_servers_position_says_what_it_did_and_refuses_with_the_reason(server):
+    import asyncio
+
+    from console.commands.server import ask
+    assert btk(server.home, "start", "sma_cross", "--symbol", "BTCUSDT").returncode == 0
+    for _ in range(30):
+        wait_until(lambda: open_positions(server), "an open position")
+        asyncio.run(ask(server.socket, "pause_live", "sma_cross", "BTCUSDT"))
+        if open_positions(server):
+            break
+        asyncio.run(ask(server.socket, "resume_live", "sma_cross", "BTCUSDT"))
+    bad = btk(server.home, "commit", "partial_profit", "sma_cross", "--percent", "0")
+    assert bad.returncode == 2 and "percent_to_close must be in (0, 100], got 0" in bad.stderr
+    kind = "partial_profit"
+    dry = btk(server.home, "commit", kind, "sma_cross", "--percent", "50", "--dry-run")
+    if dry.returncode == 1:         # the price is under the entry: a profit cannot be taken, and it says why
+        assert "a partial profit needs the price" in dry.stderr and "above the entry" in dry.stderr
+        kind = "partial_loss"
+        dry = btk(server.home, "commit", kind, "sma_cross", "--percent", "50", "--dry-run")
+    assert dry.returncode == 0 and "Closes 50 % of what is held; 50 % of the position stays open." in dry.stdout
+    assert "Realises" in dry.stdout and open_positions(server)         # a dry run does nothing
+    half = btk(server.home, "commit", kind, "sma_cross", "--percent", "50")
+    assert half.returncode == 0 and "closed 50% BTCUSDT sma_cross @" in half.stdout and "(cli)" in half.stdout
+    done = btk(server.home, "commit", "close_pending", "sma_cross")
+    assert done.returncode == 0 and done.stdout.startswith("close BTCUSDT sma_cross @"), done.stderr
+    assert not open_positions(server)
+    nothing = btk(server.home, "commit", "cancel_scheduled", "sma_cross")
+    assert nothing.returncode == 1 and "no scheduled order of sma_cross on BTCUSDT" in nothing.stderr
+
+
 def test_a_console_killed_with_sigkill_costs_the_server_nothing(server):
     btk(server.home, "start", "sma_cross", "--symbol", "BTCUSDT")
     env = {**os.environ, "BTK_HOME": str(server.home), "TERM": "xterm-256color"}

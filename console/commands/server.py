@@ -1,4 +1,5 @@
-"""``btk serve`` and the commands that talk to a running server: ``status``, ``start``, ``stop``.
+"""``btk serve`` and the commands that talk to a running server: ``status``, ``start``, ``stop``,
+``commit`` (a position command).
 
 ``btk serve`` runs the engine headless (``engine/service/server.py``) on the console's state dir
 by default, so a plain ``btk`` finds it and attaches. Its log goes to ``serve.log`` in the state
@@ -20,6 +21,8 @@ from engine.service.messages import CommandError, ServerStatus
 from engine.service.server import LOG_NAME, EngineServer, ServerBusy, log_to, reachable, serve, socket_for
 from engine.service.wire import ProtocolError, Reply, Request, decode_result, frame, read_message
 
+from ..board import commit_line
+from ..commits import effect
 from ..context import DEFAULT_SPEED, ConsoleConfig
 from ..usage import UsageError
 from ..workspace import WorkspaceError, open_workspace
@@ -106,6 +109,8 @@ async def _client_command(args: argparse.Namespace) -> int:
                 raise UsageError(f"{args.strategy} runs on {len(mine)} symbols" + (f" ({', '.join(mine)})" if mine else "")
                                  + ": say which with --symbol")
             symbol = mine[0]
+        if args.command == "commit":
+            return await _commit(where, args, symbol)
         await ask(where, "stop_live", args.strategy, symbol)
         print(f"stopping {args.strategy} on {symbol}: no new signals; an open position is watched until it closes")
         return 0
@@ -114,6 +119,24 @@ async def _client_command(args: argparse.Namespace) -> int:
     except (ConnectionError, ProtocolError, RuntimeError) as e:
         print(f"btk: {e}", file=sys.stderr)
         return 1
+
+
+async def _commit(where: Path, args: argparse.Namespace, symbol: str) -> int:
+    """A position command on the server's run: what it would do (``--dry-run``), or what it did.
+    One it cannot carry out now (no position, a stop that would loosen...) exits 1 with why."""
+    preview = await ask(where, "preview_position", args.strategy, symbol, args.action, args.percent, args.cost)
+    if not preview.ok:
+        print(f"btk: {args.action} {args.strategy} on {symbol}: {preview.reason}", file=sys.stderr)
+        return 1
+    if args.dry_run:
+        print(f"{args.action} {args.strategy} on {symbol} would act:\n{effect(preview, args.percent)}")
+        return 0
+    result = await ask(where, "commit_position", args.strategy, symbol, args.action, args.percent, args.cost, "cli")
+    if not result.ok:
+        print(f"btk: {args.action} {args.strategy} on {symbol}: {result.reason}", file=sys.stderr)
+        return 1
+    print(commit_line(result.event))
+    return 0
 
 
 def describe(status: ServerStatus) -> str:

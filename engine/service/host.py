@@ -357,22 +357,22 @@ class EngineHost:
         self._running(strategy_name, symbol)
         self._replay(Live.set_speed, symbol, strategy_name, speed=speed)
 
-    async def preview_position(self, strategy_name: str, symbol: str, action: str,
-                               percent: float | None = None) -> CommitPreview:
+    async def preview_position(self, strategy_name: str, symbol: str, action: str, percent: float | None = None,
+                               cost: float | None = None) -> CommitPreview:
         """What a command on the run's position or order would do now (for a confirmation)."""
         self._running(strategy_name, symbol)
         try:
-            return await Live.preview_commit(symbol, action, strategy_name=strategy_name, percent=percent)
+            return await Live.preview_commit(symbol, action, strategy_name=strategy_name, percent=percent, cost=cost)
         except ValueError as e:
             raise CommandError(str(e)) from None
 
-    async def commit_position(self, strategy_name: str, symbol: str, action: str,
-                              percent: float | None = None) -> CommitResult:
+    async def commit_position(self, strategy_name: str, symbol: str, action: str, percent: float | None = None,
+                              cost: float | None = None, source: str = "console") -> CommitResult:
         """Carry out a command on the run's position or order (after the run's minute under way)."""
         self._running(strategy_name, symbol)
         try:
-            result = await Live.commit(symbol, action, strategy_name=strategy_name, percent=percent,
-                                       source="console")
+            result = await Live.commit(symbol, action, strategy_name=strategy_name, percent=percent, cost=cost,
+                                       source=source)
         except ValueError as e:
             raise CommandError(str(e)) from None
         if not result:
