@@ -235,7 +235,7 @@ class ClientStrategy:
         after, pnl = planned
         if action == "average_buy" and cost is None:
             cost = config.CC_POSITION_ENTRY_COST
-        event = CommitEvent(action, *self._names(), after, price, self.backtest, when, percent=percent, cost=cost,
+        event = CommitEvent(*self._names(), after, price, self.backtest, when, action, percent=percent, cost=cost,
                             pnl=pnl, source=source)
         if action == "cancel_scheduled":
             await self._cancel(after, "user", when, price, before=(event,))
@@ -661,7 +661,7 @@ class ClientStrategy:
         if self.callbacks.on_schedule_ping is None and not ping.heard(self.backtest):
             return
         if ping.active:
-            ping.emit(PingEvent("schedule", *self._names(), s, price, self.backtest, when))
+            ping.emit(PingEvent(*self._names(), s, price, self.backtest, when, "schedule"))
         await self._callback("on_schedule_ping", self.symbol, s, price, self.backtest)
 
     async def _activate(self, s: SignalRow, when: int, price: float, pending_at: int | None = None,
@@ -741,7 +741,7 @@ class ClientStrategy:
         ping: Any = bus.active_ping  # type: ignore[attr-defined]
         if cb.on_active_ping is not None or ping.heard(self.backtest):
             if ping.active:
-                ping.emit(PingEvent("active", *self._names(), s, price, self.backtest, when))
+                ping.emit(PingEvent(*self._names(), s, price, self.backtest, when, "active"))
             await self._callback("on_active_ping", self.symbol, s, price, self.backtest)
             if self.pending is not s:
                 return
@@ -948,7 +948,7 @@ class ClientStrategy:
             if pings:
                 ping: Any = bus.active_ping  # type: ignore[attr-defined]
                 if ping.active:
-                    ping.emit(PingEvent("active", *self._names(), s, price, self.backtest, when))
+                    ping.emit(PingEvent(*self._names(), s, price, self.backtest, when, "active"))
                 await self._callback("on_active_ping", self.symbol, s, price, self.backtest)
                 if self.pending is not s:
                     return j

@@ -384,15 +384,9 @@ CommitAction = Literal["cancel_scheduled", "activate_scheduled", "close_pending"
                        "trailing_stop", "trailing_take", "breakeven", "average_buy"]
 
 
-class CommitEvent(msgspec.Struct, frozen=True):
-    """A command acted on a position or a scheduled order (``listen_strategy_commit``).
+class _PositionEvent(msgspec.Struct, frozen=True):
+    """What every event about one position or order carries: its run, its row, the price and time."""
 
-    ``signal`` is the row as the command left it; ``percent`` the share closed (partial closes)
-    or the shift (trailing); ``cost`` the money a DCA entry put in; ``pnl`` what a partial close
-    realised (its share, at ``current_price``); ``source`` who asked (``strategy``, ``console``,
-    ``api``)."""
-
-    action: str
     symbol: str
     strategy_name: str
     exchange_name: str
@@ -401,6 +395,17 @@ class CommitEvent(msgspec.Struct, frozen=True):
     current_price: float
     backtest: bool
     timestamp: int
+
+
+class CommitEvent(_PositionEvent, frozen=True):
+    """A command acted on a position or a scheduled order (``listen_strategy_commit``).
+
+    ``signal`` is the row as the command left it; ``percent`` the share closed (partial closes)
+    or the shift (trailing); ``cost`` the money a DCA entry put in; ``pnl`` what a partial close
+    realised (its share, at ``current_price``); ``source`` who asked (``strategy``, ``console``,
+    ``cli``, ``api``)."""
+
+    action: str
     percent: float | None = None
     cost: float | None = None
     pnl: PnL | None = None
@@ -412,37 +417,20 @@ class CommitEvent(msgspec.Struct, frozen=True):
         return f"{self.signal.id}:commit:{self.signal.commits}"
 
 
-class BreakevenEvent(msgspec.Struct, frozen=True):
+class BreakevenEvent(_PositionEvent, frozen=True):
     """An open position's price passed its breakeven threshold (once per signal): moving the
     stop-loss to the entry is now possible (``listen_breakeven``)."""
-
-    symbol: str
-    strategy_name: str
-    exchange_name: str
-    frame_name: str
-    signal: SignalRow
-    current_price: float
-    backtest: bool
-    timestamp: int
 
     @property
     def event_id(self) -> str:
         return f"{self.signal.id}:breakeven"
 
 
-class PingEvent(msgspec.Struct, frozen=True):
+class PingEvent(_PositionEvent, frozen=True):
     """Each minute an open position (``kind`` active) or a scheduled order (``kind`` schedule) is
     watched (``listen_active_ping`` / ``listen_schedule_ping``): the moment to act on it."""
 
     kind: str
-    symbol: str
-    strategy_name: str
-    exchange_name: str
-    frame_name: str
-    signal: SignalRow
-    current_price: float
-    backtest: bool
-    timestamp: int
 
 
 class RiskEvent(msgspec.Struct, frozen=True, tag_field="action", tag="risk"):

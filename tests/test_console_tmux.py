@@ -86,6 +86,16 @@ def first_start(tmux: Tmux) -> str:
     return tmux.wait_for("╭─ log", timeout=10)             # and the first frame is drawn whole
 
 
+def start_sma_cross(tmux: Tmux) -> None:
+    """The first start, then sma_cross on a replay of BTCUSDT (Strategies: its row, enter, enter),
+    back on the Live screen."""
+    first_start(tmux)
+    tmux.send("4", "Enter")
+    tmux.wait_for("Start sma_cross")
+    time.sleep(0.5)
+    tmux.send("Enter", "1")
+
+
 def run_state(screen: str, strategy: str, symbol: str) -> str | None:
     for line in screen.splitlines():
         words = line.strip("│ ").split()
@@ -155,11 +165,7 @@ def test_position_keys_at_80x24(tmp_path):
     states the share and the PnL it realises, the log says it); e, then y, closes the rest now."""
     tmux = Tmux(tmp_path / "home", width=80, height=24, speed=600)
     try:
-        first_start(tmux)
-        tmux.send("4", "Enter")
-        tmux.wait_for("Start sma_cross")
-        time.sleep(0.5)
-        tmux.send("Enter", "1")
+        start_sma_cross(tmux)
         position = re.compile(r"│ BTCUSDT +sma_cross +long +\d")      # a row of the signals pane
         for _ in range(20):
             tmux.wait_for(position, timeout=120)
@@ -193,11 +199,7 @@ def test_an_ssh_drop_stops_the_runs_with_their_state_saved(tmp_path):
     """SIGHUP (the terminal went away): btk ends as a quit does, its runs' state on disk, exit 129."""
     tmux = Tmux(tmp_path / "home", width=100, height=30, speed=600)
     try:
-        first_start(tmux)
-        tmux.send("4", "Enter")
-        tmux.wait_for("Start sma_cross")
-        time.sleep(0.5)
-        tmux.send("Enter", "1")
+        start_sma_cross(tmux)
         tmux.wait_for(re.compile(r"sma_cross +BTCUSDT +running"))
         time.sleep(1.0)
         os.kill(tmux.btk_pid(), signal.SIGHUP)

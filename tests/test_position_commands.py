@@ -192,8 +192,9 @@ async def test_breakeven_and_pings_come_once_and_each_minute_and_callbacks_may_c
 
     h = Harness(PATH, lambda symbol, when: bk.SignalDto(position="long", price_take_profit=110, price_stop_loss=90),
                 callbacks=bk.StrategyCallbacks(on_breakeven=on_breakeven, on_active_ping=on_active_ping))
-    events = []
+    events, pings = [], []
     bk.listen_breakeven(events.append)
+    bk.listen_active_ping(pings.append)
     for i in range(10, 28):
         r = await h.at(i)
         if r.action == "closed":
@@ -202,6 +203,8 @@ async def test_breakeven_and_pings_come_once_and_each_minute_and_callbacks_may_c
     assert seen["breakeven"] == [events[0].current_price] and events[0].current_price >= 100.6
     assert r.close_reason == "stop_loss" and r.pnl.price_close == 100.0      # the breakeven stop
     assert len(seen["ping"]) >= 5
+    assert [p.current_price for p in pings] == seen["ping"] and {p.kind for p in pings} == {"active"}
+    assert len({p.timestamp for p in pings}) == len(pings)            # one a minute
 
 
 def test_strategy_code_commands_its_own_symbol_only():
