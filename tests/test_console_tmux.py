@@ -96,6 +96,14 @@ def start_sma_cross(tmux: Tmux) -> None:
     tmux.send("Enter", "1")
 
 
+def quit_saving(tmux: Tmux) -> None:
+    """q, then y to the question about live runs: they stop with their state saved; btk exits 0."""
+    tmux.send("q")
+    tmux.wait_for("live run(s)?")
+    tmux.send("y")
+    assert tmux.exit_status() == 0
+
+
 def run_state(screen: str, strategy: str, symbol: str) -> str | None:
     for line in screen.splitlines():
         words = line.strip("│ ").split()
@@ -138,10 +146,7 @@ def test_a_trading_session_at_80x24(tmp_path):
         screen = tmux.capture()
         assert run_state(screen, "sma_cross[fast=5,slow=30]", "BTCUSDT") in ("running", "paused")
         # Quit: the runs stop with their state saved; the next start lists them, r resumes one.
-        tmux.send("q")
-        tmux.wait_for("live run(s)?")
-        tmux.send("y")
-        assert tmux.exit_status() == 0
+        quit_saving(tmux)
     finally:
         tmux.kill()
     again = Tmux(tmp_path / "home", width=80, height=24, speed=60)
@@ -152,10 +157,7 @@ def test_a_trading_session_at_80x24(tmp_path):
         first_row = next(i for i, line in enumerate(screen.splitlines()) if "saved (" in line)
         again.send(*["Down"] * (row - first_row), "r")
         screen = again.wait_for(re.compile(r"mean_reversion +BTCUSDT +(running|paused)"), timeout=30)
-        again.send("q")
-        again.wait_for("live run(s)?")
-        again.send("y")
-        assert again.exit_status() == 0
+        quit_saving(again)
     finally:
         again.kill()
 
@@ -187,10 +189,7 @@ def test_position_keys_at_80x24(tmp_path):
         tmux.send("y")
         tmux.wait_for(re.compile(r"P&L [+-]\d+\.\d\d% (1W/0L|0W/1L) · open 0"))    # closed, counted
         assert not position.search(tmux.capture())
-        tmux.send("q")
-        tmux.wait_for("live run(s)?")
-        tmux.send("y")
-        assert tmux.exit_status() == 0
+        quit_saving(tmux)
     finally:
         tmux.kill()
 
