@@ -119,6 +119,9 @@ class ClientStrategy:
         self.acting = asyncio.Lock()
         # The close or cancel a command made (a backtest's resolution returns it).
         self.last_result: TickResult | None = None
+        self._held: list[Any] | None = None      # events of commands waiting for their signal's (_hold)
+        # Live: the signal events commands made (a close, a cancel, an open), for the run's consumer.
+        self.made: list[TickResult] = []
         # (time, VWAP) of the candle a backtest replays: a command there acts at the price its
         # callbacks and events were given (a backtest's candle T is judged on T-4..T).
         self.candle_price: tuple[int, float] | None = None
@@ -149,6 +152,9 @@ class ClientStrategy:
                    exchange_name=self.exchange_name, frame_name=self.frame_name, backtest=self.backtest)
 
     async def _emit(self, result: TickResult) -> TickResult:
+        if self._held is not None:          # a command's, while its signal's own event waits (_hold)
+            self._held.append(result)
+            return result
         if self.callbacks.on_tick is not None:
             await self._callback("on_tick", self.symbol, result, self.backtest)
         bus.signal.emit(result)  # type: ignore[attr-defined]
@@ -238,15 +244,16 @@ class ClientStrategy:
         event = CommitEvent(*self._names(), after, price, self.backtest, when, action, percent=percent, cost=cost,
                             pnl=pnl, source=source)
         if action == "cancel_scheduled":
-            await self._cancel(after, "user", when, price, before=(event,))
+            self._made(await self._cancel(after, "user", when, price, before=(event,)))
         elif action == "activate_scheduled":
             # The order filled at its own price: the entry stays price_open (backtest-kit 19.5).
             result = await self._activate(after, when, price, pending_at=when + MINUTE_MS if self.backtest else when,
                                           before=(event,))
+            self._made(result)
             if result.action == "cancelled":
                 return CommitResult(False, "a risk profile rejected the activation: the order is cancelled")
         elif action == "close_pending" or fully_closed(after):
-            await self._close(after, "closed", price, when, price, before=(event,))
+            self._made(await self._close(after, "closed", price, when, price, before=(event,)))
         else:
             self.pending = after
             await self._save(("signal", after), events=(event,))
@@ -254,11 +261,23 @@ class ClientStrategy:
             await self._write(after)
         return CommitResult(True, "", event)
 
+    def _made(self, result: TickResult) -> None:
+        if not self.backtest:        # a backtest's resolution returns them itself
+            self.made.append(result)
+
+    def take_made(self) -> list[TickResult]:
+        """The signal events commands made since the last call (live), oldest first."""
+        made, self.made = self.made, []
+        return made
+
     def _emit_commits(self, events: tuple[Any, ...]) -> None:
         channel = bus.strategy_commit  # type: ignore[attr-defined]
         for event in events:
             if isinstance(event, CommitEvent):
-                channel.emit(event)
+                if self._held is not None:
+                    self._held.append(event)
+                else:
+                    channel.emit(event)
 
     # --- the tick ---------------------------------------------------------------------------
 
@@ -424,12 +443,19 @@ class ClientStrategy:
         self.planned = k
         result = TickOpened(self.symbol, self.strategy_name, self.exchange_name, self.frame_name, price, True, when,
                             row)
-        if self.callbacks.on_write is not None:
-            await self._write(row)
-        if self.callbacks.on_open is not None:
-            await self._callback("on_open", self.symbol, row, price, True)
+        if self.callbacks.on_write is None and self.callbacks.on_open is None:
+            self._emit_recorded(result)
+            return result
+        held = self._hold()
+        try:
+            if self.callbacks.on_write is not None:
+                await self._write(row)
+            if self.callbacks.on_open is not None:
+                await self._callback("on_open", self.symbol, row, price, True)
+        finally:
+            self._held = None
         self._emit_recorded(result)
-        return result
+        return await self._release(held, result)  # type: ignore[return-value]
 
     async def close_planned(self, series: Series, mode: LaneMode, end_ms: int) -> TickClosed:
         """``backtest_open`` for the position ``open_planned`` opened, from its values computed
@@ -574,9 +600,14 @@ class ClientStrategy:
             result = TickScheduled(*self._base(price, when), signal=row)
             self.scheduled = row
             await self._save(("schedule", row), events=(result,))
-            await self._write(row)
-            await self._callback("on_schedule", self.symbol, row, price, self.backtest)
-            return await self._emit(result)
+            held = self._hold()
+            try:
+                await self._write(row)
+                await self._callback("on_schedule", self.symbol, row, price, self.backtest)
+            finally:
+                self._held = None
+            await self._emit(result)
+            return await self._release(held, result)
         return await self._open(row, when, price)
 
     async def _open(self, row: SignalRow, when: int, price: float, activated: bool = False,
@@ -594,11 +625,35 @@ class ClientStrategy:
         self._emit_commits(before)
         self.last_result = result
         # (each await below is skipped when it would do nothing: a backtest opens thousands)
-        if self.callbacks.on_write is not None:
-            await self._write(row)
-        if self.callbacks.on_open is not None:
-            await self._callback("on_open", self.symbol, row, price, self.backtest)
-        return await self._emit(result)  # type: ignore[return-value]
+        if self.callbacks.on_write is None and self.callbacks.on_open is None:
+            return await self._emit(result)  # type: ignore[return-value]
+        held = self._hold()
+        try:
+            if self.callbacks.on_write is not None:
+                await self._write(row)
+            if self.callbacks.on_open is not None:
+                await self._callback("on_open", self.symbol, row, price, self.backtest)
+        finally:
+            self._held = None
+        await self._emit(result)
+        return await self._release(held, result)  # type: ignore[return-value]
+
+    def _hold(self) -> list[Any]:
+        """From now until ``_release``, what commands emit waits: a command made by ``on_open`` or
+        ``on_schedule`` comes after the event that opened or scheduled the signal."""
+        held: list[Any] = []
+        self._held = held
+        return held
+
+    async def _release(self, held: list[Any], result: TickResult) -> TickResult:
+        """Emit what was held, in order; returns ``result`` (a close or cancel the command made is
+        in ``made``, and its signal's resolution finds it as ``last_result``)."""
+        for event in held:
+            if isinstance(event, CommitEvent):
+                bus.strategy_commit.emit(event)  # type: ignore[attr-defined]
+            else:
+                await self._emit(event)
+        return result
 
     async def _risk_rejects(self, row: SignalRow, price: float, when: int) -> bool:
         if not self.risks:

@@ -506,3 +506,66 @@ async def test_order_commands_act_alike_in_a_backtest_and_a_live_replay(action, 
         assert b[2].pnl.pnl_percentage == pytest.approx(lv[2].pnl.pnl_percentage)
     else:
         assert b[1].reason == lv[1].reason == "user"
+
+
+async def test_a_command_made_as_the_signal_opens_comes_after_its_opened_event_and_reaches_the_run(tmp_path):
+    """on_open closes the position at once: every listener hears opened, the command, closed, in
+    that order; Live.run yields the close too, and a backtest records it."""
+    async def on_open(symbol, signal, price, backtest):
+        assert await bk.commit_close_pending(symbol)
+    prices = steps((100, 90))
+    order = []
+    stop_order = bk.listen_signal(lambda r: order.append(r.action) if r.action not in ("idle", "active") else None)
+    bk.listen_strategy_commit(lambda e: order.append(f"commit {e.action}"))
+    register(prices, strategy=first_signal, callbacks=bk.StrategyCallbacks(on_open=on_open), frame=(10, 75))
+    b = [r.action async for r in bk.Backtest.run("BTC", strategy_name="s", exchange_name="prices", frame_name="f")]
+    assert b == ["opened", "closed"] and order == ["opened", "commit close_pending", "closed"]
+    stats = await bk.Backtest.get_data("BTC", strategy_name="s")
+    assert stats.total_signals == 1
+    # The lane too (a vectorised strategy whose trades open through it).
+    order.clear()
+
+    async def first_signals(symbol, frame):
+        import numpy as np
+        long = np.zeros(len(frame), dtype=bool)
+        long[0] = True
+        return bk.Signals(long=long, price_take_profit=110.0, price_stop_loss=90.0, minute_estimated_time=60)
+    from engine.events import bus
+    stop_order()                             # no signal listener: the lane takes its trades
+    lane = []
+    tap = lambda r: lane.append(r.action)    # noqa: E731  (a recorder's view: taps leave the lane on)
+    bus.signal.tap(tap)
+    try:
+        bk.add_strategy("v", first_signal, get_signals=first_signals,
+                        callbacks=bk.StrategyCallbacks(on_open=on_open))
+        bk.listen_strategy_commit(lambda e: lane.append(f"commit {e.action}"))
+        vb = [r.action async for r in bk.Backtest.run("BTC", strategy_name="v", exchange_name="prices",
+                                                      frame_name="f")]
+    finally:
+        bus.signal.taps.remove(tap)
+        bus.signal._taps_by_type.clear()
+        bus.generation += 1
+    assert vb == ["opened", "closed"]
+    assert lane == ["opened", "commit close_pending", "closed"]
+    live_order = []
+    bk.listen_signal_live(lambda r: live_order.append(r.action) if r.action not in ("idle", "active") else None)
+    bk.listen_strategy_commit(lambda e: live_order.append(f"commit {e.action}") if not e.backtest else None)
+    bk.add_strategy("m", first_signal, callbacks=bk.StrategyCallbacks(on_open=on_open))
+    bk.add_replay_exchange("replay", series={"BTC": PriceExchange(prices).candles}, speed=0, start=minute(10),
+                           end=minute(80))
+    lv = [r async for r in bk.Live.run("BTC", strategy_name="m", exchange_name="replay", state_dir=tmp_path)]
+    assert [r.action for r in lv] == ["opened", "closed"] and lv[1].close_reason == "closed"
+    assert live_order == ["opened", "commit close_pending", "closed"]
+
+
+async def test_live_run_yields_the_close_a_command_from_outside_made(tmp_path):
+    bk.add_replay_exchange("replay", series={"BTC": PriceExchange(steps((100, 90))).candles}, speed=0,
+                           start=minute(10), end=minute(80))
+    bk.add_strategy("s", first_signal)
+    seen = []
+    async for r in bk.Live.run("BTC", strategy_name="s", exchange_name="replay", state_dir=tmp_path):
+        seen.append(r)
+        if r.action == "opened":
+            assert await bk.Live.commit_close_pending("BTC", strategy_name="s")
+    assert [r.action for r in seen] == ["opened", "closed"] and seen[1].close_reason == "closed"
+    assert (await bk.Live.get_data("BTC", strategy_name="s")).total_signals == 1

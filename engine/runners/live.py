@@ -355,6 +355,8 @@ async def _run(state: LiveRunState, catch_up: bool = True) -> AsyncIterator[Tick
                     restored = False
                     await _restored_callbacks(strategy, now)
             try:
+                for made in strategy.take_made():      # what commands from outside did since the last minute
+                    yield made
                 async with strategy.acting:
                     started = time.perf_counter()
                     result = await strategy.tick()
@@ -363,11 +365,17 @@ async def _run(state: LiveRunState, catch_up: bool = True) -> AsyncIterator[Tick
                     state.ticks += 1
                 if result.action in LIFECYCLE:
                     yield result
+                for made in strategy.take_made():      # what the strategy's own commands did in that tick
+                    if made is not result:
+                        yield made
                 if result.action in ("closed", "cancelled"):
                     async with strategy.acting:
                         result = await strategy.tick()  # the same minute again: a new signal may be taken now
                     if result.action in LIFECYCLE:
                         yield result
+                    for made in strategy.take_made():
+                        if made is not result:
+                            yield made
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -379,6 +387,8 @@ async def _run(state: LiveRunState, catch_up: bool = True) -> AsyncIterator[Tick
             if state.stop_requested and strategy.pending is None and strategy.scheduled is None:
                 break
             now = await clock.next()
+        for made in strategy.take_made():       # a command's, after the last minute
+            yield made
         await session.end()
         state.status = "stopped" if state.stop_requested else "done"
         bus.done_live.emit(DoneEvent(state.symbol, state.strategy_name, state.exchange_name, "", False))  # type: ignore[attr-defined]
