@@ -407,3 +407,46 @@ async def test_dask_takes_cells_in_batches_and_keeps_its_cluster_for_the_next_wa
     _, second = await walk(executor="dask", cache=False, workers=1)
     assert table(first) == table(second) == table(inline)
     assert executors._dask[1][0] is cluster                              # the same cluster, kept
+
+
+MANAGED_FILE = '''
+import engine as bk
+from strategies import sma_cross
+
+entries = sma_cross.make_signal(take_profit=0.03, stop_loss=0.015, minutes=240)
+
+
+async def get_signal(symbol, when):
+    return await entries(symbol, when)
+
+
+async def on_active_ping(symbol, signal, price, backtest):
+    """The user's own position management, in this file (workers know it only by its path)."""
+    if price > signal.price_open * 1.004 and not signal.partials:
+        await bk.commit_partial_profit(symbol, 50)
+        await bk.commit_breakeven(symbol)
+
+
+bk.add_strategy("managed", get_signal, callbacks=bk.StrategyCallbacks(on_active_ping=on_active_ping))
+bk.add_walker("mine", exchange_name="bundled", frame_name="bundled-2018", strategies=["managed"],
+              symbols=["ETHBTC"])
+'''
+
+
+def test_a_loaded_file_that_commands_its_positions_walks_on_a_process_pool_as_inline(tmp_path):
+    """``btk --load managed.py walker mine --executor process``: the workers call the file's own
+    on_active_ping, so its commands shape the same trades as inline."""
+    (tmp_path / "managed.py").write_text(MANAGED_FILE)
+    home = tmp_path / "home"
+    inline = btk_user("--load", "managed.py", "walker", "mine", "--json", "--fresh", home=home, cwd=tmp_path)
+    pooled = btk_user("--load", "managed.py", "walker", "mine", "--executor", "process", "--workers", "2", "--json",
+                      "--fresh", home=home, cwd=tmp_path)
+    assert inline.returncode == 0 and pooled.returncode == 0, inline.stderr + pooled.stderr
+    a, b = json.loads(inline.stdout), json.loads(pooled.stdout)
+    rows = lambda doc: [(r["strategy_name"], r["metric_value"], r["stats"]) for r in doc["results"]]
+    assert rows(a) == rows(b) and b["results"][0]["total_signals"] > 5
+    # Its commands took effect: the same backtest through the CLI shows partial closes.
+    bt = btk_user("--load", "managed.py", "backtest", "managed", "--symbol", "ETHBTC", "--frame", "bundled-2018",
+                  "--json", home=home, cwd=tmp_path)
+    assert bt.returncode == 0, bt.stderr
+    assert any(s["signal"]["partials"] for s in json.loads(bt.stdout)["signals"])
