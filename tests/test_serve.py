@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -211,6 +212,8 @@ def test_btk_commit_acts_on_a_servers_position_says_what_it_did_and_refuses_with
     assert "Realises" in dry.stdout and open_positions(server)         # a dry run does nothing
     half = btk(server.home, "commit", kind, "sma_cross", "--percent", "50")
     assert half.returncode == 0 and "closed 50% BTCUSDT sma_cross @" in half.stdout and "(cli)" in half.stdout
+    text = btk(server.home, "status").stdout
+    assert re.search(r"open long sma_cross BTCUSDT \w+: entry [\d.]+, TP [\d.]+, SL [\d.]+, 50% held", text), text
     done = btk(server.home, "commit", "close_pending", "sma_cross")
     assert done.returncode == 0 and done.stdout.startswith("close BTCUSDT sma_cross @"), done.stderr
     assert not open_positions(server)

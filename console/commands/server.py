@@ -141,6 +141,8 @@ async def _commit(where: Path, args: argparse.Namespace, symbol: str) -> int:
 
 def describe(status: ServerStatus) -> str:
     from engine.interval import iso
+    from engine.pnl import effective_price
+    from engine.position import held_percent
     lines = [f"server of {status.state_dir}: {len(status.runs)} run(s), {status.consoles} console(s) attached"]
     for r in status.runs:
         clock = f"at {iso(r.market_time)}" if r.market_time else "not ticked yet"
@@ -149,8 +151,11 @@ def describe(status: ServerStatus) -> str:
         lines.append(f"  {r.strategy_name} on {r.symbol} ({r.exchange_name}): {r.state}, {clock}{pace}, {holds}"
                      + (f" ({r.ended})" if r.ended else ""))
     for s in status.positions:
-        lines.append(f"  open {s.position} {s.strategy_name} {s.symbol} {s.id[:8]}: entry {s.price_open:.8g}, "
-                     f"TP {s.price_take_profit:.8g}, SL {s.price_stop_loss:.8g}")
+        # The levels in force (a command may have trailed them), the effective entry, the share held.
+        trailed = " (trailed)" if s.trailing_stop_loss is not None else ""
+        held = f", {held_percent(s):.4g}% held" if s.partials else ""
+        lines.append(f"  open {s.position} {s.strategy_name} {s.symbol} {s.id[:8]}: entry {effective_price(s):.8g}, "
+                     f"TP {s.take_profit:.8g}, SL {s.stop_loss:.8g}{trailed}{held}")
     for s in status.scheduled:
         lines.append(f"  waiting {s.position} {s.strategy_name} {s.symbol} {s.id[:8]}: entry {s.price_open:.8g}")
     for e in status.errors[-5:]:

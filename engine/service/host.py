@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from .. import registry
 from ..events import bus
 from ..exchange.bundled import BUNDLED
@@ -102,7 +104,7 @@ class EngineHost:
             bus.partial_profit.subscribe(lambda e: self._add(Milestone("profit", e)), backtest=False),  # type: ignore[attr-defined]
             bus.partial_loss.subscribe(lambda e: self._add(Milestone("loss", e)), backtest=False),  # type: ignore[attr-defined]
             bus.risk.subscribe(self._add, backtest=False),  # type: ignore[attr-defined]
-            bus.strategy_commit.subscribe(lambda e: self._add(Commit(e)), backtest=False),  # type: ignore[attr-defined]
+            bus.strategy_commit.subscribe(self._on_commit, backtest=False),  # type: ignore[attr-defined]
             bus.breakeven.subscribe(lambda e: self._add(Breakeven(e)), backtest=False),  # type: ignore[attr-defined]
             bus.error.subscribe(self._on_error),  # type: ignore[attr-defined]
             bus.backtest_progress.subscribe(self._on_backtest_progress),  # type: ignore[attr-defined]
@@ -154,6 +156,15 @@ class EngineHost:
         else:
             self._ticks[key] = tick
         self._schedule()
+
+    def _on_commit(self, event: Any) -> None:
+        """A command changed a run's row: the newest tick kept for status and consoles attaching
+        later shows the row as the command left it (the run may be paused: no tick comes)."""
+        key = (event.symbol, event.strategy_name)
+        tick = self._latest.get(key)
+        if tick is not None and getattr(tick, "signal", None) is not None and tick.signal.id == event.signal.id:
+            self._latest[key] = msgspec.structs.replace(tick, signal=event.signal)
+        self._add(Commit(event))
 
     def _on_error(self, event: Any) -> None:
         note = ErrorNote(describe_error(event.error), getattr(event, "where", "") or "",
