@@ -202,18 +202,24 @@ class ClientStrategy:
         what = "no scheduled order" if action in SCHEDULE_ACTIONS else "no open position"
         return f"{what} of {self.strategy_name} on {self.symbol}"
 
-    async def preview(self, action: str, *, percent: float | None = None, cost: float | None = None) -> CommitPreview:
-        """What ``commit`` would do now, without doing it."""
+    async def _plan(self, action: str, percent: float | None, cost: float | None
+                    ) -> tuple[SignalRow | None, float, tuple[SignalRow, PnL | None] | Refusal]:
+        """``(row, price, what plan() says)`` for a command now; bad arguments raise ValueError,
+        with or without a position."""
         row = self._target(action)
         if row is None:
-            plan(action, _PROBE, 1.0, 0, get_config(), percent=percent, cost=cost)  # bad arguments still raise
-            return CommitPreview(action, False, math.nan, self._nothing(action))
+            plan(action, _PROBE, 1.0, 0, get_config(), percent=percent, cost=cost)
+            return None, math.nan, Refusal(self._nothing(action))
         price = await self.current_price()
-        planned = plan(action, row, price, self.clock.now, get_config(), percent=percent, cost=cost)
+        if action == "activate_scheduled" and self.stopped:
+            return row, price, Refusal(f"{self.strategy_name} on {self.symbol} is stopped: it opens no new position")
+        return row, price, plan(action, row, price, self.clock.now, get_config(), percent=percent, cost=cost)
+
+    async def preview(self, action: str, *, percent: float | None = None, cost: float | None = None) -> CommitPreview:
+        """What ``commit`` would do now, without doing it."""
+        row, price, planned = await self._plan(action, percent, cost)
         if isinstance(planned, Refusal):
             return CommitPreview(action, False, price, planned.reason, row)
-        if action == "activate_scheduled" and self.stopped:
-            return CommitPreview(action, False, price, "the strategy is stopped: it opens no new position", row)
         after, pnl = planned
         gone = action in ("close_pending", "cancel_scheduled") or fully_closed(after)
         return CommitPreview(action, True, price, "", row, None if gone else after,
@@ -226,21 +232,13 @@ class ClientStrategy:
         change (live), then the event is emitted; a close or cancel follows as its own event in
         the same change. Bad arguments raise ValueError; a command that cannot act now returns a
         falsy result with the reason."""
-        row = self._target(action)
-        if row is None:
-            plan(action, _PROBE, 1.0, 0, get_config(), percent=percent, cost=cost)  # bad arguments still raise
-            return CommitResult(False, self._nothing(action))
-        if action == "activate_scheduled" and self.stopped:
-            return CommitResult(False, f"{self.strategy_name} on {self.symbol} is stopped: it opens no new position")
-        when = self.clock.now
-        price = await self.current_price()
-        config = get_config()
-        planned = plan(action, row, price, when, config, percent=percent, cost=cost)
+        _, price, planned = await self._plan(action, percent, cost)
         if isinstance(planned, Refusal):
             return CommitResult(False, planned.reason)
         after, pnl = planned
+        when = self.clock.now
         if action == "average_buy" and cost is None:
-            cost = config.CC_POSITION_ENTRY_COST
+            cost = get_config().CC_POSITION_ENTRY_COST
         event = CommitEvent(*self._names(), after, price, self.backtest, when, action, percent=percent, cost=cost,
                             pnl=pnl, source=source)
         if action == "cancel_scheduled":
@@ -483,11 +481,11 @@ class ClientStrategy:
                                                   profit_levels=profit_levels, loss_levels=loss_levels)
             at = prices[[c[0] for c in crossings]].tolist()       # one read for the signal's events
             profit, loss = bus.partial_profit, bus.partial_loss  # type: ignore[attr-defined]
-            step, names = series.step, (self.symbol, self.strategy_name, True)
+            step = series.step
             for (offset, kind, level, percent), price_at in zip(crossings, at):
                 when_at = first_time + offset * step
-                event = PartialEvent(*names[:2], s, level, percent, price_at, True, when_at, self.exchange_name,
-                                     self.frame_name, kind)
+                event = PartialEvent(self.symbol, self.strategy_name, s, level, percent, price_at, True, when_at,
+                                     self.exchange_name, self.frame_name, kind)
                 # A listener's command acts at this candle's time and price.
                 self.clock.now, self.candle_price = when_at, (when_at, price_at)
                 channel = profit if kind == "profit" else loss
