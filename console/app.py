@@ -11,8 +11,11 @@ and a description; the Help screen and the command palette are generated from th
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Iterable
 from functools import partial
 from typing import Any
@@ -46,6 +49,10 @@ from .screens.walker import WalkerScreen
 SWITCH_HOLD_S = 0.001
 GIL_SWITCH_S = 0.001
 KEY_HUSH_S = 0.25
+# After SIGHUP: how long the engine may take to stop with its state saved, then how long the
+# console's own last steps may take before the process ends anyway (its terminal is gone).
+HANGUP_SAVE_WAIT_S = 120.0
+HANGUP_GRACE_S = 5.0
 
 
 class BtkApp(App):
@@ -76,6 +83,7 @@ class BtkApp(App):
         self.workspace = Workspace([], [], [], [], str(config.state_dir), config.speed)
         self.crash: str | None = None       # what took the console down, for the last words and exit status
         self._palette: tuple[str, dict[str, str]] | None = None
+        self._engine_stopped = threading.Event()      # set once on_unmount stopped the engine
         for theme in THEMES:
             self.register_theme(theme)
         self.theme = DEFAULT_THEME
@@ -97,14 +105,27 @@ class BtkApp(App):
                 driver.write = lambda data: write(data.translate(ASCII_OUT))  # type: ignore[method-assign]
         try:
             # An SSH drop: end as a quit does (every run stops with its state saved, never mid-write).
-            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.exit, None, 129)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._hung_up)
         except (ValueError, RuntimeError, NotImplementedError):
             pass       # not the main thread, or no SIGHUP on this system
+
+    def _hung_up(self) -> None:
+        """The terminal went away: exit 129 as a quit would. Textual's last writes then go to a
+        terminal that is gone, and its writer thread can leave the process waiting forever (seen
+        with an attached console): once the engine has stopped, with every state saved, the
+        process ends after HANGUP_GRACE_S whatever the terminal does."""
+        def end_when_saved() -> None:
+            if self._engine_stopped.wait(HANGUP_SAVE_WAIT_S):
+                time.sleep(HANGUP_GRACE_S)
+                os._exit(129)
+        threading.Thread(target=end_when_saved, name="btk-hangup", daemon=True).start()
+        self.exit(None, 129)
 
     async def on_unmount(self) -> None:
         self.bridge.stop()
         # Live runs stop with their state saved (each resumes on the next start); exchanges close.
         self.engine.stop()
+        self._engine_stopped.set()
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key):

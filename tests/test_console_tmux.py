@@ -86,6 +86,22 @@ def first_start(tmux: Tmux) -> str:
     return tmux.wait_for("╭─ log", timeout=10)             # and the first frame is drawn whole
 
 
+def ends(pid: int, timeout: float = 30.0) -> None:
+    """btk ``pid`` ends once its terminal went (its runs saved first; a server's go on)."""
+    deadline = time.monotonic() + timeout
+    while running(pid):
+        assert time.monotonic() < deadline, f"btk (pid {pid}) still runs {timeout:.0f} s after its terminal went"
+        time.sleep(0.2)
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie has ended)."""
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+
+
 def start_sma_cross(tmux: Tmux) -> None:
     """The first start, then sma_cross on a replay of BTCUSDT (Strategies: its row, enter, enter),
     back on the Live screen."""
@@ -246,8 +262,10 @@ def test_a_console_attached_to_a_server_detaches_when_its_terminal_goes_and_atta
         try:
             first.wait_for("sma_cross BTCUSDT", timeout=60)
             first.wait_for(re.compile(r"│ BTCUSDT\s+sma_cross\s+long"), timeout=120)     # an open position
+            pid = first.btk_pid()
         finally:
             first.kill()                        # the terminal goes: SIGHUP to btk
+        ends(pid)
         status = lambda: json.loads(subprocess.run([str(BTK), "status", "--json"], env=env, capture_output=True,
                                                    text=True).stdout)
         deadline = time.monotonic() + 30
@@ -264,6 +282,15 @@ def test_a_console_attached_to_a_server_detaches_when_its_terminal_goes_and_atta
             assert [r["state"] for r in status()["runs"]] == ["running"]
         finally:
             again.kill()
+        # Terminals that go again and again (an unstable link): every process ends.
+        for _ in range(3):
+            drop = Tmux(home, width=100, height=30)
+            try:
+                drop.wait_for(re.compile(r"│ BTCUSDT\s+sma_cross\s+long"), timeout=60)
+                pid = drop.btk_pid()
+            finally:
+                drop.kill()
+            ends(pid)
         assert socket_for(home / "state").exists()
     finally:
         server.send_signal(signal.SIGTERM)
