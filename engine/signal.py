@@ -111,16 +111,37 @@ def valid_market_signals(*, long: np.ndarray, take_profit: np.ndarray, stop_loss
     would find nothing. The same comparisons on the same doubles, so a True here may skip the
     check row by row; a False sends that row through it (for its messages). ``minutes``: one
     value for every row (None: the default) or one per row."""
+    return valid_signals(long=long, take_profit=take_profit, stop_loss=stop_loss, price=price, minutes=minutes,
+                         config=config)
+
+
+def valid_signals(*, long: np.ndarray, take_profit: np.ndarray, stop_loss: np.ndarray, price: np.ndarray,
+                  minutes: np.ndarray | float | None, config: GlobalConfig,
+                  price_open: np.ndarray | None = None) -> np.ndarray:
+    """``valid_market_signals`` for signals that may be limit orders too: ``price_open`` per row
+    (NaN: a market entry at ``price``). A limit order whose price is not reached yet waits
+    (scheduled: judged on its own levels); one already reached opens now and must not close at
+    once, as ``signal_problems`` rules."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        ok = np.isfinite(take_profit) & np.isfinite(stop_loss) & np.isfinite(price)
-        ok &= (take_profit > 0) & (stop_loss > 0) & (price > 0)
+        if price_open is None:
+            open_, scheduled = price, None
+        else:
+            market = np.isnan(price_open)
+            open_ = np.where(market, price, price_open)
+            scheduled = ~market & ~np.where(long, price <= price_open, price >= price_open)
+        ok = np.isfinite(take_profit) & np.isfinite(stop_loss) & np.isfinite(open_) & np.isfinite(price)
+        ok &= (take_profit > 0) & (stop_loss > 0) & (open_ > 0) & (price > 0)
         if isinstance(minutes, np.ndarray):
             ok &= valid_minutes(minutes.astype(np.float64), config)
         elif minutes_problem(minutes, config):
             return np.zeros(len(price), dtype=bool)      # minutes is wrong for every row
-        ok &= np.where(long, (take_profit > price) & (price > stop_loss), (stop_loss > price) & (price > take_profit))
-        tp_dist = np.abs(take_profit - price) / price * 100.0
-        sl_dist = np.abs(price - stop_loss) / price * 100.0
+        ok &= np.where(long, (take_profit > open_) & (open_ > stop_loss), (stop_loss > open_) & (open_ > take_profit))
+        if scheduled is not None:     # an entry now must not close at once (a market one: the line above)
+            at_once = np.where(long, (stop_loss < price) & (price < take_profit),
+                               (take_profit < price) & (price < stop_loss))
+            ok &= scheduled | at_once
+        tp_dist = np.abs(take_profit - open_) / open_ * 100.0
+        sl_dist = np.abs(open_ - stop_loss) / open_ * 100.0
         if config.CC_MIN_TAKEPROFIT_DISTANCE_PERCENT > 0:
             ok &= ~(tp_dist < config.CC_MIN_TAKEPROFIT_DISTANCE_PERCENT)
         if config.CC_MIN_STOPLOSS_DISTANCE_PERCENT > 0:

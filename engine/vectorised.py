@@ -27,7 +27,7 @@ from .exchange.errors import HistoryUnavailable
 from .fastpath import OpenOutcomes, milestone_reach_many, resolve_open_many
 from .interval import MINUTE_MS, align, interval_ms
 from .pnl import pnl_percentages
-from .signal import valid_market_signals
+from .signal import valid_market_signals, valid_signals
 from .types import Candles, SignalDto
 
 
@@ -179,6 +179,20 @@ class SignalTable:
         else:
             valid = np.zeros(len(self.rows), dtype=bool)
         return ResolvedAhead(series, pending_at, long, price, valid, tp, sl, minutes, outcomes, self._notes)
+
+    def checked_prices(self, series: Any, times: np.ndarray, config: Any) -> list[float | None]:
+        """For each signal row, the price at which it was found valid at its frame (market rows
+        and limit orders alike: what ``signal_problems`` would pass), or None: the general path
+        then skips checking those one by one."""
+        if not len(self.rows):
+            return []
+        long = np.ones(len(self.rows), dtype=bool) if self._short is None else ~self._short[self.rows]
+        price = frame_prices(series, times[self.rows])
+        valid = valid_signals(long=long, take_profit=self.column(self._tp, np.nan),
+                              stop_loss=self.column(self._sl, np.nan), price=price,
+                              minutes=self.column(self._minutes, config.CC_MAX_SIGNAL_LIFETIME_MINUTES), config=config,
+                              price_open=None if self._open is None else self.column(self._open, np.nan))
+        return [p if ok else None for p, ok in zip(price.tolist(), valid.tolist())]
 
     def at(self, row: int) -> SignalDto | None:
         """The signal on ``row``, or None."""

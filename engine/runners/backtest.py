@@ -218,6 +218,7 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
     first_time = int(times[0])
     frame_step = interval_ms(frame.interval)
     table = None
+    checked: list[float | None] | None = None
     state.vectorised = _vectorised(state, schema)      # from here on: the path taken
     if state.vectorised:
         # Rows before ``skip`` lack the history the strategy asks for: its warm-up, no signal there.
@@ -227,6 +228,9 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
         strategy.resolved_ahead = table.resolve_ahead(feed.minute_series(state.symbol), times[skip:], end_ms=end,
                                                       config=config)
         signal_rows = (table.rows + skip).tolist()
+        # Limit orders are not resolved ahead (each from its fill): their checks are done ahead instead.
+        checked = table.checked_prices(feed.minute_series(state.symbol), times[skip:], config) \
+            if strategy.resolved_ahead is None else None
     progress_every = max(1, total // PROGRESS_STEPS)
     next_progress = 0
     next_yield = YIELD_EVERY_FRAMES
@@ -273,8 +277,8 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
                     when = clock.now = first_time + i * frame_step
                     strategy.last_slot = when // slot_ms
                     ahead = strategy.resolved_ahead
-                    price = ahead.valid_price(k) if ahead is not None else None
-                    if price is not None and ahead.series is feed.minute_series(state.symbol) \
+                    price = ahead.valid_price(k) if ahead is not None else checked[k] if checked is not None else None
+                    if price is not None and ahead is not None and ahead.series is feed.minute_series(state.symbol) \
                             and strategy.plain() is not None:
                         planned = await strategy.open_planned(ahead, k, when, price, previous_slot)
                         if planned is None:        # a risk profile rejected it
