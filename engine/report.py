@@ -98,8 +98,8 @@ def signals_table(stats: BacktestStatistics) -> str:
         s = c.signal
         opened = s.pending_at if s.pending_at is not None else s.scheduled_at
         lines.append(
-            f"| {i} | {s.position} | {c.pnl.price_open:.8g} | {c.pnl.price_close:.8g} | {s.price_take_profit:.8g} "
-            f"| {s.price_stop_loss:.8g} | {c.close_reason} | {c.pnl.pnl_percentage:+.3f} | {iso(opened)} "
+            f"| {i} | {s.position} | {c.pnl.price_open:.8g} | {c.pnl.price_close:.8g} | {s.take_profit:.8g} "
+            f"| {s.stop_loss:.8g} | {c.close_reason} | {c.pnl.pnl_percentage:+.3f} | {iso(opened)} "
             f"| {iso(c.close_timestamp)} | {(c.close_timestamp - opened) / 60000:.0f} | {s.note.replace('|', '/')} |")
     return "\n".join(lines)
 
