@@ -193,7 +193,7 @@ class BacktestScreen(BtkScreen):
         table.clear()
         colors = self.app.colors
         table.add_rows((str(i), t.signal.position, fmt.when(t.signal.pending_at or t.signal.scheduled_at),
-                        fmt.when(t.close_timestamp), fmt.price(t.signal.price_open), fmt.price(t.pnl.price_close),
+                        fmt.when(t.close_timestamp), fmt.price(t.pnl.price_open), fmt.price(t.pnl.price_close),
                         t.close_reason, fmt.signed(t.pnl.pnl_percentage, colors))
                        for i, t in enumerate(message.closed, 1))
         self.redraw_results()
