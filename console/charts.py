@@ -143,11 +143,12 @@ def draw_candles(plt: Any, candles: Any, closed: Sequence[Any], colors: Mapping[
     if selected is not None:
         s = selected.signal
         a, b = ((s.pending_at or s.scheduled_at) - t0) / scale, (selected.close_timestamp - t0) / scale
-        plt.plot([a, b], [s.price_take_profit] * 2, color=rgb(colors, "success"), marker="─")
-        plt.plot([a, b], [s.price_stop_loss] * 2, color=rgb(colors, "error"), marker="─")
-        title = (f"{s.position} {s.price_open:.6g} -> {selected.pnl.price_close:.6g} "
-                 f"({selected.close_reason}, {selected.pnl.pnl_percentage:+.2f}%)  TP {s.price_take_profit:.6g}  "
-                 f"SL {s.price_stop_loss:.6g}")
+        # The levels in force when it closed (a command may have trailed them), from its effective entry.
+        plt.plot([a, b], [s.take_profit] * 2, color=rgb(colors, "success"), marker="─")
+        plt.plot([a, b], [s.stop_loss] * 2, color=rgb(colors, "error"), marker="─")
+        title = (f"{s.position} {selected.pnl.price_open:.6g} -> {selected.pnl.price_close:.6g} "
+                 f"({selected.close_reason}, {selected.pnl.pnl_percentage:+.2f}%)  TP {s.take_profit:.6g}  "
+                 f"SL {s.stop_loss:.6g}")
     else:
         title = f"{len(ts):,} 1m candles in {len(bt)} bars; ▲▼ entries, ● exits (select a trade to zoom)"
     plt.title(title)
