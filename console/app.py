@@ -49,9 +49,8 @@ from .screens.walker import WalkerScreen
 SWITCH_HOLD_S = 0.001
 GIL_SWITCH_S = 0.001
 KEY_HUSH_S = 0.25
-# After SIGHUP: how long the engine may take to stop with its state saved, then how long the
-# console's own last steps may take before the process ends anyway (its terminal is gone).
-HANGUP_SAVE_WAIT_S = 120.0
+# After SIGHUP and the engine stopped with its state saved: how long the console's own last steps
+# may take before the process ends anyway (its terminal is gone).
 HANGUP_GRACE_S = 5.0
 
 
@@ -83,7 +82,8 @@ class BtkApp(App):
         self.workspace = Workspace([], [], [], [], str(config.state_dir), config.speed)
         self.crash: str | None = None       # what took the console down, for the last words and exit status
         self._palette: tuple[str, dict[str, str]] | None = None
-        self._engine_stopped = threading.Event()      # set once on_unmount stopped the engine
+        self._engine_stop = threading.Lock()           # on unmount and on a hang-up: stopped once
+        self._engine_stopped = False
         for theme in THEMES:
             self.register_theme(theme)
         self.theme = DEFAULT_THEME
@@ -111,21 +111,28 @@ class BtkApp(App):
 
     def _hung_up(self) -> None:
         """The terminal went away: exit 129 as a quit would. Textual's last writes then go to a
-        terminal that is gone, and its writer thread can leave the process waiting forever (seen
-        with an attached console): once the engine has stopped, with every state saved, the
-        process ends after HANGUP_GRACE_S whatever the terminal does."""
-        def end_when_saved() -> None:
-            if self._engine_stopped.wait(HANGUP_SAVE_WAIT_S):
-                time.sleep(HANGUP_GRACE_S)
-                os._exit(129)
-        threading.Thread(target=end_when_saved, name="btk-hangup", daemon=True).start()
+        terminal that is gone, and its writer can block forever, before or after the app unmounts
+        (seen with attached consoles). So the engine is stopped here too, its runs' state saved,
+        and the process ends HANGUP_GRACE_S after that whatever the terminal does."""
+        def stop_then_end() -> None:
+            self._stop_engine()
+            time.sleep(HANGUP_GRACE_S)
+            os._exit(129)
+        threading.Thread(target=stop_then_end, name="btk-hangup", daemon=True).start()
         self.exit(None, 129)
+
+    def _stop_engine(self) -> None:
+        """Stop the engine once (on unmount, or on a hang-up, whichever comes first): live runs stop
+        with their state saved (each resumes on the next start); exchanges close; an attached
+        console detaches."""
+        with self._engine_stop:
+            if not self._engine_stopped:
+                self.engine.stop()
+                self._engine_stopped = True
 
     async def on_unmount(self) -> None:
         self.bridge.stop()
-        # Live runs stop with their state saved (each resumes on the next start); exchanges close.
-        self.engine.stop()
-        self._engine_stopped.set()
+        self._stop_engine()
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key):
