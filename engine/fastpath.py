@@ -249,9 +249,9 @@ def milestone_crossings_known(prices: np.ndarray, *, position: str, price_open: 
         else:
             percent = (price_open - prices) / (price_open - stop_loss) * 100.0 if long else \
                 (prices - price_open) / (stop_loss - price_open) * 100.0
-        indices = np.searchsorted(np.maximum.accumulate(percent), LEVELS[:count], side="left").tolist()
-        values = percent[indices].tolist()
-        out += [(idx, kind, level, min(value, 100.0)) for idx, level, value in zip(indices, LEVEL_LIST, values)]
+        indices = np.searchsorted(np.maximum.accumulate(percent), LEVELS[:count], side="left")
+        values = np.minimum(percent[indices], 100.0).tolist()
+        out += zip(indices.tolist(), (kind,) * count, LEVEL_LIST[:count], values)     # tuples made in C
     if profit_levels and loss_levels:
         out.sort(key=lambda e: (e[0], e[2]))
     return out
