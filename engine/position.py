@@ -224,10 +224,25 @@ class CommitPreview(msgspec.Struct, frozen=True):
     pnl: PnL | None = None
 
 
+def check_arguments(action: str, percent: Any = None, cost: Any = None) -> tuple[float | None, float | None]:
+    """``(percent, cost)`` of ``action`` checked (a ValueError says what is wrong): they can be
+    judged without a position, so a bad call is told even when there is none."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown command {action!r}; one of {', '.join(ACTIONS)}")
+    if action in ("partial_profit", "partial_loss"):
+        return check_percent(percent), None
+    if action in ("trailing_stop", "trailing_take"):
+        return check_shift(percent), None
+    if action == "average_buy":
+        return None, check_cost(cost)
+    return None, None
+
+
 def plan(action: str, row: SignalRow, price: float, when: int, config: GlobalConfig, *,
          percent: float | None = None, cost: float | None = None) -> tuple[SignalRow, PnL | None] | Refusal:
     """The row ``action`` leaves (its commit counted) and what it realises, or why it does not take
     effect. For ``close_pending`` and ``cancel_scheduled`` the row is the one that goes."""
+    percent, cost = check_arguments(action, percent, cost)
     realised_pnl = None
     if action in ("cancel_scheduled", "activate_scheduled"):
         after: SignalRow | Refusal = row
@@ -235,19 +250,17 @@ def plan(action: str, row: SignalRow, price: float, when: int, config: GlobalCon
         after = row
         realised_pnl = to_profit_loss(row, price)
     elif action in ("partial_profit", "partial_loss"):
-        after = partial_close(row, action.removeprefix("partial_"), check_percent(percent), price, when, config)
+        after = partial_close(row, action.removeprefix("partial_"), percent, price, when, config)  # type: ignore[arg-type]
         if not isinstance(after, Refusal):
             realised_pnl = realised(after, row)
     elif action == "trailing_stop":
-        after = trailing_stop(row, check_shift(percent), price, config)
+        after = trailing_stop(row, percent, price, config)  # type: ignore[arg-type]
     elif action == "trailing_take":
-        after = trailing_take(row, check_shift(percent), price, config)
+        after = trailing_take(row, percent, price, config)  # type: ignore[arg-type]
     elif action == "breakeven":
         after = breakeven(row, price, config)
-    elif action == "average_buy":
-        after = average_buy(row, price, check_cost(cost) or config.CC_POSITION_ENTRY_COST, when, config)
-    else:
-        raise ValueError(f"unknown command {action!r}; one of {', '.join(ACTIONS)}")
+    else:                                   # average_buy
+        after = average_buy(row, price, cost or config.CC_POSITION_ENTRY_COST, when, config)
     if isinstance(after, Refusal):
         return after
     return replace(after, commits=row.commits + 1), realised_pnl

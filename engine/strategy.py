@@ -34,8 +34,8 @@ from .indicators import LiveIndicators, SeriesIndicators
 from .interval import MINUTE_MS, interval_ms, to_datetime
 from .partial import MilestoneBatch, MilestoneDigest, PartialTracker
 from .pnl import effective_price, pnl_percentage, progress, to_profit_loss
-from .position import ACTIONS, SCHEDULE_ACTIONS, CommitPreview, CommitResult, Refusal, breakeven_reached, \
-    breakeven_threshold, fully_closed, plan
+from .position import SCHEDULE_ACTIONS, CommitPreview, CommitResult, Refusal, breakeven_reached, \
+    breakeven_threshold, check_arguments, fully_closed, plan
 from .registry import StrategySchema
 from .risk import ClientRisk, Rejection, risk_for
 from .signal import SignalValidationError, row_minutes, signal_problems
@@ -194,8 +194,6 @@ class ClientStrategy:
         return price if price is not None else await self.feed.average_price(self.symbol, when)
 
     def _target(self, action: str) -> SignalRow | None:
-        if action not in ACTIONS:
-            raise ValueError(f"unknown command {action!r}; one of {', '.join(ACTIONS)}")
         return self.scheduled if action in SCHEDULE_ACTIONS else self.pending
 
     def _nothing(self, action: str) -> str:
@@ -206,9 +204,9 @@ class ClientStrategy:
                     ) -> tuple[SignalRow | None, float, tuple[SignalRow, PnL | None] | Refusal]:
         """``(row, price, what plan() says)`` for a command now; bad arguments raise ValueError,
         with or without a position."""
+        check_arguments(action, percent, cost)
         row = self._target(action)
         if row is None:
-            plan(action, _PROBE, 1.0, 0, get_config(), percent=percent, cost=cost)
             return None, math.nan, Refusal(self._nothing(action))
         price = await self.current_price()
         if action == "activate_scheduled" and self.stopped:
@@ -1079,9 +1077,6 @@ def _first_at_or_past(prices: Any, threshold: float, long: bool) -> int:
     i = int(mask.argmax())
     return i if mask[i] else -1
 
-
-# A row to check a command's arguments on when there is no position (they raise the same).
-_PROBE = SignalRow("probe", "long", 1.0, 2.0, 0.5)
 
 _recorders_seen: dict[str, tuple[tuple[Any, ...], tuple[Any, ...] | None]] = {}
 

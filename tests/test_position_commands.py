@@ -358,7 +358,7 @@ async def test_a_kill_between_a_commands_write_and_its_event_delivers_it_after_t
                                                       .pnl_percentage)
 
 
-async def test_live_commit_from_outside_waits_for_the_minute_and_names_a_run_that_is_not_running(tmp_path):
+async def test_a_runs_consumer_may_command_it_and_a_run_not_going_is_named(tmp_path):
     with pytest.raises(ValueError, match="s on BTC is not running live"):
         await bk.Live.commit_close_pending("BTC", strategy_name="s")
     prices = steps((100, 12), (94, 10), (100, 40))
