@@ -37,6 +37,11 @@ class ExchangeFeed:
         since = align(when, step) - limit * step
         return await self.client.fetch(symbol, interval, since, limit)
 
+    def candles_now(self, symbol: str, interval: str, limit: int, when: int) -> Candles | None:
+        """``candles(...)`` without awaiting, when the feed has them at hand (else None): a backtest
+        frame's window, read per frame by strategies."""
+        return None
+
     def price_now(self, symbol: str, when: int) -> float | None:
         """The current price without awaiting, when the feed has it at hand (else None)."""
         return None
@@ -54,15 +59,17 @@ class ExchangeFeed:
 class Series:
     """Contiguous, checked candles of one symbol and interval, as read-only columns."""
 
-    __slots__ = ("symbol", "interval", "step", "t0", "candles", "ts", "high", "low", "close", "volume",
+    __slots__ = ("symbol", "interval", "step", "t0", "rows", "candles", "ts", "high", "low", "close", "volume",
                  "anomaly_free", "_vwap", "vwap_n")
 
     def __init__(self, symbol: str, interval: str, candles: Candles):
         self.symbol, self.interval = symbol, interval
         self.step = interval_ms(interval)
         self.candles = candles
-        self.ts, _, self.high, self.low, self.close, self.volume = candles.columns()
+        # The engine's own reads work on plain arrays (a Column is for strategy code).
+        self.ts, _, self.high, self.low, self.close, self.volume = (np.asarray(c) for c in candles.columns())
         self.t0 = int(self.ts[0])
+        self.rows = len(self.ts)
         config = get_config()
         lo = min(float(candles.open.min()), float(self.low.min()))
         hi = max(float(candles.open.max()), float(self.high.max()))
@@ -113,17 +120,23 @@ class SeriesFeed(ExchangeFeed):
         self.series[(symbol, interval)] = series
         return series
 
-    async def candles(self, symbol: str, interval: str, limit: int, when: int) -> Candles:
+    def candles_now(self, symbol: str, interval: str, limit: int, when: int) -> Candles | None:
         series = self.series.get((symbol, interval))
         if series is not None and type(limit) is int and limit > 0:
-            i = (when - when % series.step - series.t0) // series.step
-            a = i - limit
-            if a >= 0 and i <= len(series.ts):
-                window = Candles(*series.candles.columns(), a, i)
+            step = series.step
+            i = (when - when % step - series.t0) // step
+            if limit <= i <= series.rows:
+                window = series.candles.span(i - limit, i)
                 if not series.anomaly_free:
                     self._check_anomaly(window, series, limit)
                 return window
-        return await self._miss(symbol, interval, limit, when, series)
+        return None
+
+    async def candles(self, symbol: str, interval: str, limit: int, when: int) -> Candles:
+        window = self.candles_now(symbol, interval, limit, when)
+        if window is not None:
+            return window
+        return await self._miss(symbol, interval, limit, when, self.series.get((symbol, interval)))
 
     async def _miss(self, symbol: str, interval: str, limit: int, when: int, series: Series | None) -> Candles:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:

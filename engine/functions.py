@@ -12,7 +12,9 @@ from .types import Candles
 async def get_candles(symbol: str, interval: str, limit: int) -> Candles:
     """The ``limit`` closed candles before "now" (the forming candle is never returned)."""
     ctx = current_execution("get_candles")
-    return await ctx.feed.candles(symbol, interval, limit, ctx.clock.now)
+    when = ctx.clock.now
+    window = ctx.feed.candles_now(symbol, interval, limit, when)
+    return window if window is not None else await ctx.feed.candles(symbol, interval, limit, when)
 
 
 async def get_indicators() -> IndicatorView:

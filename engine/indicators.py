@@ -106,12 +106,12 @@ def indicator_problems(name: str, ind: Indicator, candles: Candles, cuts: list[i
     for k in cuts:
         if k + 1 < ind.startup:
             continue
-        cut = compute(name, ind, Candles(*candles.columns(), 0, k + 1))[-1]
+        cut = compute(name, ind, candles.span(0, k + 1))[-1]
         if not _same(cut, full[k], rel_tol):
             problems.append(f"indicator {name!r} reads ahead: after candle {k} it is {full[k]!r} on the whole "
                             f"series but {cut!r} on the series cut there")
             break
-        warm = compute(name, ind, Candles(*candles.columns(), k + 1 - ind.startup, k + 1))[-1]
+        warm = compute(name, ind, candles.span(k + 1 - ind.startup, k + 1))[-1]
         if not _same(warm, full[k], rel_tol):
             problems.append(f"indicator {name!r} needs more than startup={ind.startup} candles: after candle {k} it "
                             f"is {full[k]!r} on the whole series but {warm!r} on the {ind.startup} candles before")
@@ -197,7 +197,7 @@ class LiveIndicators:
             candles = await self.feed.candles(self.symbol, group.interval, group.startup, when)
             n = len(candles)
             for name, ind in group.indicators.items():
-                values[name] = compute(name, ind, Candles(*candles.columns(), n - ind.startup, n))
+                values[name] = compute(name, ind, candles.span(n - ind.startup, n))
         view = IndicatorView(values, {name: len(v) for name, v in values.items()})
         self.last = (when, view)
         return view

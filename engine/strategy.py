@@ -18,20 +18,21 @@ import math
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from types import CoroutineType
 from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
 from .config import get_config
-from .context import Clock, ExecutionContext, MethodContext, running
+from .context import Clock, ExecutionContext, MethodContext, execution_context, running
 from .events import Resume, bus, emit_performance
 from .exchange.errors import HistoryUnavailable
 from .fastpath import (active_extremes, milestone_crossings, milestone_crossings_known, milestone_reach, resolve_open,
                        resolve_scheduled)
 from .feed import ExchangeFeed, Series, SeriesFeed
 from .indicators import LiveIndicators, SeriesIndicators
-from .interval import MINUTE_MS, interval_ms, to_datetime
+from .interval import MINUTE_MS, interval_ms
 from .partial import MilestoneBatch, MilestoneDigest, PartialTracker
 from .pnl import effective_price, pnl_percentage, progress, to_profit_loss
 from .position import SCHEDULE_ACTIONS, CommitPreview, CommitResult, Refusal, breakeven_reached, \
@@ -326,21 +327,24 @@ class ClientStrategy:
         if self.signal_lookup is not None:
             return True, self.signal_lookup(when)
         self.signal_calls += 1
-        with running(self.execution):
-            try:
-                result = self.schema.get_signal(self.symbol, to_datetime(when))
-                if type(result) is CoroutineType:
-                    try:
-                        yielded = result.send(None)
-                    except StopIteration as stop:
-                        return True, stop.value
-                    return False, Resume(result, yielded)
-                if inspect.isawaitable(result):
-                    return False, result
-                return True, result
-            except Exception as exc:
-                self._signal_failed(exc)
-                return True, None
+        # ``running(self.execution)`` and ``to_datetime`` written out: this runs on every idle frame.
+        token = execution_context.set(self.execution)
+        try:
+            result = self.schema.get_signal(self.symbol, datetime.fromtimestamp(when / 1000, UTC))
+            if type(result) is CoroutineType:
+                try:
+                    yielded = result.send(None)
+                except StopIteration as stop:
+                    return True, stop.value
+                return False, Resume(result, yielded)
+            if inspect.isawaitable(result):
+                return False, result
+            return True, result
+        except Exception as exc:
+            self._signal_failed(exc)
+            return True, None
+        finally:
+            execution_context.reset(token)
 
     async def _finish_signal(self, pending: Any) -> Any:
         """Await a ``get_signal`` that suspended, inside the contexts and its time limit."""

@@ -13,6 +13,8 @@ from typing import Any, ClassVar, Literal, Union, overload
 import msgspec
 import numpy as np
 
+from .column import column
+
 Position = Literal["long", "short"]
 CloseReason = Literal["take_profit", "stop_loss", "time_expired", "closed"]   # closed: by a command
 CancelReason = Literal["timeout", "price_reject", "risk", "user"]
@@ -39,11 +41,17 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def _columns(cols: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Read-only timestamps, then the five price and volume columns as :class:`Column`."""
+    return (_readonly(cols[0]), *(column(c) for c in cols[1:]))
+
+
 class Candles(Sequence[Candle]):
     """A batch of candles stored as columns.
 
     A sequence of :class:`Candle` (len, index, iterate) whose columns are
-    read-only numpy arrays: ``.timestamp .open .high .low .close .volume``.
+    read-only numpy arrays: ``.timestamp .open .high .low .close .volume``
+    (the five floats as :class:`engine.column.Column`, cheap to reduce).
     Slicing a batch gives views, never copies; no per-candle object is built
     unless you index or iterate.
     """
@@ -52,7 +60,8 @@ class Candles(Sequence[Candle]):
 
     def __init__(self, ts: np.ndarray, o: np.ndarray, h: np.ndarray, l: np.ndarray,
                  c: np.ndarray, v: np.ndarray, start: int = 0, stop: int | None = None):
-        # Internal constructor: columns must be equal-length, int64/float64 and read-only.
+        # Internal constructor: columns must be equal-length and read-only, int64 timestamps and
+        # float64 Columns (``_columns``).
         self._ts, self._o, self._h, self._l, self._c, self._v = ts, o, h, l, c, v
         self._a = start
         self._b = len(ts) if stop is None else stop
@@ -76,7 +85,7 @@ class Candles(Sequence[Candle]):
         bad = [name for name, col in zip(_COLUMNS, cols) if col.ndim != 1 or len(col) != n]
         if bad:
             raise ValueError(f"Candles.from_arrays: column(s) {', '.join(bad)} are not 1-D of length {n}")
-        return cls(*(_readonly(c) for c in cols))
+        return cls(*_columns(cols))
 
     @classmethod
     def from_candles(cls, candles: Sequence[Any]) -> Candles:
@@ -127,6 +136,10 @@ class Candles(Sequence[Candle]):
         j = self._a + i
         return Candle(int(self._ts[j]), float(self._o[j]), float(self._h[j]),
                       float(self._l[j]), float(self._c[j]), float(self._v[j]))
+
+    def span(self, start: int, stop: int) -> Candles:
+        """Rows ``start:stop`` (0 <= start <= stop <= len, not checked) as a view: the per-frame window."""
+        return Candles(self._ts, self._o, self._h, self._l, self._c, self._v, self._a + start, self._a + stop)
 
     def __iter__(self) -> Iterator[Candle]:
         a, b = self._a, self._b
@@ -186,10 +199,10 @@ class Candles(Sequence[Candle]):
             # Adjacent slices of one batch (an array source answering in chunks): a view, no copy.
             return Candles(first._ts, first._o, first._h, first._l, first._c, first._v, first._a, parts[-1]._b)
         cols = [np.concatenate([p.columns()[k] for p in parts]) for k in range(6)]
-        return Candles(*(_readonly(c) for c in cols))
+        return Candles(*_columns(cols))
 
 
-EMPTY_CANDLES = Candles(*(_readonly(np.empty(0, dtype=np.int64 if k == 0 else np.float64)) for k in range(6)))
+EMPTY_CANDLES = Candles(*_columns([np.empty(0, dtype=np.int64 if k == 0 else np.float64) for k in range(6)]))
 
 
 class SignalDto(msgspec.Struct, frozen=True):

@@ -158,7 +158,7 @@ class ReplayExchange:
             raise CandlesUnavailable(f"replay {self.source} {symbol}: stored candles cover {iso(t0)} to {iso(last)}, "
                                      f"the request needs {iso(since_ms)} to {iso(since_ms + (limit - 1) * step)}",
                                      first=t0, last=last)
-        window = Candles(*minutes.columns(), a, b)
+        window = minutes.span(a, b)
         return window if ratio == 1 else aggregate(window, ratio)
 
     async def live_clock(self, symbol: str) -> ReplayClock:
