@@ -45,27 +45,27 @@ class Column(np.ndarray):
 
     # Each reduction checks inline (a helper call would cost a good share of what it saves).
     def mean(self, *args: Any, **kwargs: Any) -> Any:
-        if (not args and not kwargs or _plain_arguments(args, kwargs)) \
-                and self.ndim == 1 and self.dtype is _F64 and self.shape[0]:
-            # numpy's _mean for float64: add.reduce, then the float64 sum divided by the count.
-            return _add(_as_plain(self, _ndarray)) / self.shape[0]
+        if (not (args or kwargs) or _plain_arguments(args, kwargs)) and self.dtype is _F64 and self.ndim == 1:
+            n = len(self)
+            if n:
+                # numpy's _mean for float64: add.reduce, then the float64 sum divided by the count.
+                return _add(_as_plain(self, _ndarray)) / n
         return _ndarray.mean(_as_plain(self, _ndarray), *args, **kwargs)
 
     def sum(self, *args: Any, **kwargs: Any) -> Any:
-        if (not args and not kwargs or _plain_arguments(args, kwargs)) \
-                and self.ndim == 1 and self.dtype is _F64 and self.shape[0]:
+        if (not (args or kwargs) or _plain_arguments(args, kwargs)) and self.dtype is _F64 and self.ndim == 1:
             return _add(_as_plain(self, _ndarray))
         return _ndarray.sum(_as_plain(self, _ndarray), *args, **kwargs)
 
     def max(self, *args: Any, **kwargs: Any) -> Any:
-        if (not args and not kwargs or _plain_arguments(args, kwargs)) \
-                and self.ndim == 1 and self.dtype is _F64 and self.shape[0]:
+        if (not (args or kwargs) or _plain_arguments(args, kwargs)) and self.dtype is _F64 and self.ndim == 1 \
+                and len(self):
             return _maximum(_as_plain(self, _ndarray))
         return _ndarray.max(_as_plain(self, _ndarray), *args, **kwargs)
 
     def min(self, *args: Any, **kwargs: Any) -> Any:
-        if (not args and not kwargs or _plain_arguments(args, kwargs)) \
-                and self.ndim == 1 and self.dtype is _F64 and self.shape[0]:
+        if (not (args or kwargs) or _plain_arguments(args, kwargs)) and self.dtype is _F64 and self.ndim == 1 \
+                and len(self):
             return _minimum(_as_plain(self, _ndarray))
         return _ndarray.min(_as_plain(self, _ndarray), *args, **kwargs)
 

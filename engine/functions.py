@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .context import current_execution
+from .context import current_execution, execution_context
 from .exchange.client import ExchangeClient
 from .indicators import IndicatorView
 from .registry import get_exchange
@@ -11,9 +11,9 @@ from .types import Candles
 
 async def get_candles(symbol: str, interval: str, limit: int) -> Candles:
     """The ``limit`` closed candles before "now" (the forming candle is never returned)."""
-    ctx = current_execution("get_candles")
+    ctx = execution_context.get() or current_execution("get_candles")     # (the latter raises)
     when = ctx.clock.now
-    window = ctx.feed.candles_now(symbol, interval, limit, when)
+    window = ctx.feed.candles_now(symbol, interval, limit, when)    # a backtest's: a view, at once
     return window if window is not None else await ctx.feed.candles(symbol, interval, limit, when)
 
 
