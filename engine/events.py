@@ -145,6 +145,8 @@ class Channel:
         """Whether a listener hears this channel's events of backtests (``True``) or of live runs: a
         listener subscribed for the other mode only does not (a console that shows live milestones
         leaves its backtests on their fast path)."""
+        if not self.listeners:
+            return False
         return any(listener.backtest is None or listener.backtest == backtest for listener in self.listeners)
 
     def emit(self, payload: Any) -> None:

@@ -32,6 +32,7 @@ from .pnl import progress
 
 _FIRST_WINDOW = 256
 LEVELS = np.arange(10, 101, 10, dtype=np.float64)
+_minimum, _maximum = np.minimum.reduce, np.maximum.reduce
 
 
 class OpenOutcome(NamedTuple):
@@ -203,7 +204,7 @@ def active_extremes(series: Series, first: int, stop: int) -> tuple[float, float
     if stop <= first:
         return None
     window = series.vwap[first:stop]
-    return float(window.min()), float(window.max())
+    return float(_minimum(window)), float(_maximum(window))     # the ufuncs ndarray.min/max end in
 
 
 LEVEL_LIST = [int(level) for level in LEVELS]

@@ -599,7 +599,10 @@ class ClientStrategy:
         if scheduled:
             result = TickScheduled(*self._base(price, when), signal=row)
             self.scheduled = row
-            await self._save(("schedule", row), events=(result,))
+            if self.persistence is not None:
+                await self._save(("schedule", row), events=(result,))
+            if self.callbacks.on_write is None and self.callbacks.on_schedule is None:
+                return await self._emit(result)      # (a backtest schedules thousands: no idle awaits)
             held = self._hold()
             try:
                 await self._write(row)
