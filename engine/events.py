@@ -87,9 +87,6 @@ class _Listener:
         if self.busy:
             self.pending.append(payload)
             return
-        self._call(payload)
-
-    def _call(self, payload: Any) -> None:
         try:
             result = self.fn(payload)
             if type(result) is CoroutineType:

@@ -23,6 +23,7 @@ from __future__ import annotations
 from bisect import bisect_right
 
 import math
+from operator import itemgetter
 from typing import NamedTuple
 
 import numpy as np
@@ -256,6 +257,93 @@ def milestone_crossings_known(prices: np.ndarray, *, position: str, price_open: 
     if profit_levels and loss_levels:
         out.sort(key=lambda e: (e[0], e[2]))
     return out
+
+
+class MilestoneThresholds(NamedTuple):
+    """Per signal (row) and level (10..100 %): the price where its progress toward TP (``profit``)
+    or SL (``loss``) first reaches the level, as ``progress``'s expression rounds. A side whose
+    progress grows with the price (a long's profit, a short's loss) reaches the level at prices at
+    or above its threshold; the other side at or below. ``exact``: the rows where every threshold
+    was found (others keep the scan)."""
+
+    profit: np.ndarray
+    loss: np.ndarray
+    exact: np.ndarray
+
+
+_LEVEL_COLUMN = LEVELS[None, :]
+
+
+def _level_thresholds(rising: np.ndarray, base: np.ndarray, span: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each row and level: the least price whose progress reaches the level (rising sides), or
+    the greatest (falling sides). From the algebraic inverse, stepped a representable double at a
+    time until it is exact; ``(thresholds, exact rows)``. Progress is ``progress``'s
+    ``(price - base) / span * 100`` or ``(base - price) / span * 100``, computed here as
+    ``(price - base) / (-span) * 100``: the same doubles (IEEE negation and division are exact in sign)."""
+    good = (span > 0) & np.isfinite(base) & np.isfinite(span)
+    base, signed = base[:, None], np.where(rising, span, -span)[:, None]
+    toward = np.where(rising, np.inf, -np.inf)[:, None]            # the way progress grows
+    with np.errstate(all="ignore"):
+        price = base + _LEVEL_COLUMN * signed / 100.0
+        for _ in range(64):                                        # short of the level: one step on
+            short = (price - base) / signed * 100.0 < _LEVEL_COLUMN
+            if not short.any():
+                break
+            price = np.where(short, np.nextafter(price, toward), price)
+        for _ in range(64):                                        # one step back still reaches it: step back
+            back = np.nextafter(price, -toward)
+            over = (back - base) / signed * 100.0 >= _LEVEL_COLUMN
+            if not over.any():
+                break
+            price = np.where(over, back, price)
+    exact = good & ~short.any(axis=1) & ~over.any(axis=1) & np.isfinite(price).all(axis=1)
+    return price, exact
+
+
+def milestone_thresholds(*, long: np.ndarray, price_open: np.ndarray, take_profit: np.ndarray,
+                         stop_loss: np.ndarray) -> MilestoneThresholds:
+    """``MilestoneThresholds`` of many signals (their rows' arrays)."""
+    with np.errstate(all="ignore"):
+        profit, profit_exact = _level_thresholds(long, price_open,
+                                                 np.where(long, take_profit - price_open, price_open - take_profit))
+        loss, loss_exact = _level_thresholds(~long, price_open,
+                                             np.where(long, price_open - stop_loss, stop_loss - price_open))
+    return MilestoneThresholds(profit, loss, profit_exact & loss_exact)
+
+
+def milestone_crossings_past(prices: np.ndarray, *, position: str, price_open: float, take_profit: float,
+                             stop_loss: float, profit_levels: int, loss_levels: int, profit_thresholds: np.ndarray,
+                             loss_thresholds: np.ndarray) -> list[tuple[int, str, int, float, float]]:
+    """``milestone_crossings_known`` from the signal's level thresholds, each with the price of its
+    candle: ``(offset, kind, level, percent, price)``. A level is first reached where the running
+    high (or low) of the prices first passes its threshold: one accumulate and one search a side,
+    and the percent of that one candle (the same doubles as the scan's)."""
+    long = position == "long"
+    out: list[tuple[int, str, int, float, float]] = []
+    n = len(prices)
+    for kind, count, thresholds in (("profit", profit_levels, profit_thresholds),
+                                    ("loss", loss_levels, loss_thresholds)):
+        if not count:
+            continue
+        rising = long == (kind == "profit")
+        if rising:
+            at = np.maximum.accumulate(prices).searchsorted(thresholds[:count], "left")
+        else:
+            at = n - np.minimum.accumulate(prices)[::-1].searchsorted(thresholds[:count], "right")
+        seen = prices[at].tolist()
+        if kind == "profit":
+            span = take_profit - price_open if long else price_open - take_profit
+        else:
+            span = price_open - stop_loss if long else stop_loss - price_open
+        for level, (offset, price) in enumerate(zip(at.tolist(), seen), 1):
+            percent = ((price - price_open) if rising else (price_open - price)) / span * 100.0
+            out.append((offset, kind, level * 10, 100.0 if percent > 100.0 else percent, price))   # np.minimum's
+    if profit_levels and loss_levels:
+        out.sort(key=_CANDLE_THEN_LEVEL)
+    return out
+
+
+_CANDLE_THEN_LEVEL = itemgetter(0, 2)
 
 
 def milestone_reach(*, position: str, price_open: float, take_profit: float, stop_loss: float, low: float,

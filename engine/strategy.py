@@ -28,8 +28,8 @@ from .config import get_config
 from .context import Clock, ExecutionContext, MethodContext, execution_context, running
 from .events import Resume, bus, emit_performance
 from .exchange.errors import HistoryUnavailable
-from .fastpath import (active_extremes, milestone_crossings, milestone_crossings_known, milestone_reach, resolve_open,
-                       resolve_scheduled)
+from .fastpath import (active_extremes, milestone_crossings, milestone_crossings_known, milestone_crossings_past,
+                       milestone_reach, resolve_open, resolve_scheduled)
 from .feed import ExchangeFeed, Series, SeriesFeed
 from .indicators import LiveIndicators, SeriesIndicators
 from .interval import MINUTE_MS, interval_ms
@@ -478,18 +478,26 @@ class ClientStrategy:
                 self.flush_planned()           # the recorders take these events: after what they wait for
             told: list[tuple[Any, PartialEvent]] = []
             prices = series.vwap[first:index]
-            crossings = milestone_crossings_known(prices, position=s.position, price_open=s.price_open,
-                                                  take_profit=s.price_take_profit, stop_loss=s.price_stop_loss,
-                                                  profit_levels=profit_levels, loss_levels=loss_levels)
-            at = prices[[c[0] for c in crossings]].tolist()       # one read for the signal's events
+            thresholds = self.resolved_ahead.thresholds(k)
+            if thresholds is not None:
+                crossings = milestone_crossings_past(prices, position=s.position, price_open=s.price_open,
+                                                     take_profit=s.price_take_profit, stop_loss=s.price_stop_loss,
+                                                     profit_levels=profit_levels, loss_levels=loss_levels,
+                                                     profit_thresholds=thresholds[0], loss_thresholds=thresholds[1])
+            else:
+                scanned = milestone_crossings_known(prices, position=s.position, price_open=s.price_open,
+                                                    take_profit=s.price_take_profit, stop_loss=s.price_stop_loss,
+                                                    profit_levels=profit_levels, loss_levels=loss_levels)
+                crossings = [(*c, p) for c, p in zip(scanned, prices[[c[0] for c in scanned]].tolist())]
             profit, loss = bus.partial_profit, bus.partial_loss  # type: ignore[attr-defined]
-            step = series.step
-            for (offset, kind, level, percent), price_at in zip(crossings, at):
+            step, clock = series.step, self.clock
+            symbol, strategy_name, exchange_name, frame_name = self._names()
+            for offset, kind, level, percent, price_at in crossings:
                 when_at = first_time + offset * step
-                event = PartialEvent(self.symbol, self.strategy_name, s, level, percent, price_at, True, when_at,
-                                     self.exchange_name, self.frame_name, kind)
+                event = PartialEvent(symbol, strategy_name, s, level, percent, price_at, True, when_at, exchange_name,
+                                     frame_name, kind)
                 # A listener's command acts at this candle's time and price.
-                self.clock.now, self.candle_price = when_at, (when_at, price_at)
+                clock.now, self.candle_price = when_at, (when_at, price_at)
                 channel = profit if kind == "profit" else loss
                 if batches is None:
                     channel.emit(event)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .exchange.errors import HistoryUnavailable
-from .fastpath import OpenOutcomes, milestone_reach_many, resolve_open_many
+from .fastpath import MilestoneThresholds, OpenOutcomes, milestone_reach_many, milestone_thresholds, resolve_open_many
 from .interval import MINUTE_MS, align, interval_ms
 from .pnl import pnl_percentages
 from .signal import valid_market_signals, valid_signals
@@ -222,7 +222,8 @@ class ResolvedAhead:
     row's (another entry time or other levels). ``opening(k)`` / ``closing(k)`` serve the lane
     (``ClientStrategy.open_planned`` / ``close_planned``) for valid market rows."""
 
-    __slots__ = ("series", "_general", "_lists", "_valid_price", "_notes", "_opening", "_closing")
+    __slots__ = ("series", "_general", "_lists", "_valid_price", "_notes", "_opening", "_closing", "_levels",
+                 "_thresholds")
 
     def __init__(self, series: Any, pending_at: np.ndarray, long: np.ndarray, price: np.ndarray, valid: np.ndarray,
                  tp: np.ndarray, sl: np.ndarray, minutes: np.ndarray, outcomes: OpenOutcomes,
@@ -246,6 +247,8 @@ class ResolvedAhead:
         profit_levels, loss_levels = milestone_reach_many(long=long, price_open=price, take_profit=tp, stop_loss=sl,
                                                           low=outcomes.low, high=outcomes.high)
         first = (pending_at - series.t0) // series.step
+        self._levels = (long, price, tp, sl)              # a milestone listener's (thresholds, on first use)
+        self._thresholds: MilestoneThresholds | None = None
         self._opening = (long.tolist(), tp.tolist(), sl.tolist(), minutes.tolist())
         self._closing = tuple(a.tolist() for a in (index, series.ts[index], close_vwap, reason, close_price, pnl, peak,
                                                    trough, active, first, series.ts[first], profit_levels,
@@ -286,6 +289,16 @@ class ResolvedAhead:
         p, t = peak[k], trough[k]
         return (index[k], ts[k], vwap[k], _REASONS[reason[k]], close_price[k], pnl[k], p if p > 0 else None,
                 t if t < 0 else None, active[k], first[k], first_ts[k], profit[k], loss[k])
+
+
+    def thresholds(self, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The ``k``-th row's milestone thresholds ``(profit, loss)`` (``milestone_crossings_past``),
+        or None where they could not be found exactly (then the candles are scanned)."""
+        t = self._thresholds
+        if t is None:
+            long, price, tp, sl = self._levels
+            t = self._thresholds = milestone_thresholds(long=long, price_open=price, take_profit=tp, stop_loss=sl)
+        return (t.profit[k], t.loss[k]) if t.exact[k] else None
 
 
 _REASONS = ("take_profit", "stop_loss", "time_expired")

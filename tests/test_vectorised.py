@@ -502,3 +502,50 @@ def test_milestone_crossings_from_known_counts_equal_the_full_scan():
                                        low=float(prices.min()), high=float(prices.max()))
         assert milestone_crossings_known(prices, position=position, price_open=price_open, take_profit=tp,
                                          stop_loss=sl, profit_levels=profit, loss_levels=loss) == full
+
+
+def test_milestone_crossings_from_thresholds_equal_the_scan_at_every_scale_and_at_the_threshold_itself():
+    from engine.fastpath import milestone_crossings_known, milestone_crossings_past, milestone_reach, \
+        milestone_thresholds
+    rng = np.random.default_rng(13)
+    signals = 400
+    long = rng.random(signals) < 0.5
+    price_open = 10.0 ** rng.uniform(-6, 5, signals) * rng.uniform(1, 2, signals)
+    width = rng.uniform(0.001, 0.2, signals)
+    tp = np.where(long, price_open * (1 + width), price_open * (1 - width))
+    sl = np.where(long, price_open * (1 - width / 3), price_open * (1 + width / 3))
+    t = milestone_thresholds(long=long, price_open=price_open, take_profit=tp, stop_loss=sl)
+    assert t.exact.all()
+    compared = at_threshold = 0
+    for k in range(signals):
+        position = "long" if long[k] else "short"
+        po, take, stop = float(price_open[k]), float(tp[k]), float(sl[k])
+        lo, hi = min(take, stop), max(take, stop)
+        walk = po + np.cumsum(rng.normal(0, (hi - lo) / 25, int(rng.integers(1, 160))))
+        # The thresholds themselves and their neighbours, as prices the VWAP can take.
+        edges = np.concatenate([t.profit[k], t.loss[k]])
+        edges = np.concatenate([edges, np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf)])
+        prices = np.concatenate([walk, rng.permutation(edges)[:int(rng.integers(0, 12))]])
+        prices = prices[(prices > lo) & (prices < hi)]                   # active candles: neither level hit
+        if not len(prices):
+            continue
+        rng.shuffle(prices)
+        at_threshold += int(np.isin(prices, edges).sum())
+        profit, loss = milestone_reach(position=position, price_open=po, take_profit=take, stop_loss=stop,
+                                       low=float(prices.min()), high=float(prices.max()))
+        known = milestone_crossings_known(prices, position=position, price_open=po, take_profit=take, stop_loss=stop,
+                                          profit_levels=profit, loss_levels=loss)
+        past = milestone_crossings_past(prices, position=position, price_open=po, take_profit=take, stop_loss=stop,
+                                        profit_levels=profit, loss_levels=loss, profit_thresholds=t.profit[k],
+                                        loss_thresholds=t.loss[k])
+        assert [c[:4] for c in past] == known, k
+        assert [c[4] for c in past] == prices[[c[0] for c in known]].tolist(), k
+        compared += len(known)
+    assert compared > 1000 and at_threshold > 100
+
+
+def test_milestone_thresholds_are_refused_where_no_exact_price_exists():
+    from engine.fastpath import milestone_thresholds
+    t = milestone_thresholds(long=np.array([True, True, False]), price_open=np.array([100.0, np.nan, 100.0]),
+                             take_profit=np.array([100.0, 101.0, 98.0]), stop_loss=np.array([99.0, 99.0, 101.0]))
+    assert t.exact.tolist() == [False, False, True]          # no way to TP; no price; a sound short

@@ -31,7 +31,7 @@ def _symbols(args: argparse.Namespace, walker: Any) -> list[str]:
 
 
 def results_doc(results: bk.WalkerResults) -> dict[str, Any]:
-    """The API.md JSON contract, plus each row's rank, trade count, gates and error."""
+    """The API.md JSON contract, plus each row's rank, trade count, gates, error, seconds and path."""
     def stats(s: bk.BacktestStatistics | None) -> dict[str, Any] | None:
         if s is None:
             return None
@@ -43,7 +43,8 @@ def results_doc(results: bk.WalkerResults) -> dict[str, Any]:
             "best_strategy": results.best_strategy, "best_metric": results.best_metric,
             "results": [{"strategy_name": r.strategy_name, "metric_value": r.metric_value, "stats": stats(r.stats),
                          "rank": r.rank, "total_signals": r.total_signals, "below_gates": r.below_gates,
-                         "error": r.error, "cached": r.cached} for r in results.rows]}
+                         "error": r.error, "cached": r.cached, "seconds": r.seconds, "vectorised": r.vectorised}
+                        for r in results.rows]}
 
 
 def leaderboard(results: bk.WalkerResults) -> str:
