@@ -139,6 +139,9 @@ class BtkApp(App):
             self.engine.hush(KEY_HUSH_S)     # the screen this key asks for is drawn before the engine goes on
         await super().on_event(event)
 
+    def end_key_hush(self) -> None:
+        self.engine.hush(0.0)
+
     def switch_mode(self, mode: str) -> Any:
         self.bridge.hold()        # the new screen draws itself first; the engine's redraws wait their turn
         return super().switch_mode(mode)

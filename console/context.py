@@ -44,3 +44,7 @@ class ConsoleApp(Protocol):
     async def command(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Run the engine host's command ``name``; None when it refused (the user was told why)."""
         ...
+
+    def end_key_hush(self) -> None:
+        """Let the engine work at its full share again (a key hushed it while its screen was drawn)."""
+        ...

@@ -237,7 +237,19 @@ def run_cell(cell: Cell) -> CellResult:
     except Exception as exc:
         return CellResult(cell.strategy.strategy_name, cell.symbol, cell.key,
                           error=f"worker could not load the cell: {describe_error(exc)}")
-    return asyncio.run(run_cell_async(cell))
+    return _run_in_new_loop(run_cell_async(cell))
+
+
+def _run_in_new_loop(work: Any) -> Any:
+    """``asyncio.run(work)``, its result passed outside the main task. (CPython 3.11's
+    ``asyncio.run`` ends with ``signal.getsignal``, which formats the repr of its main task, result
+    included: 80 ms for a cell's statistics of 5,818 trades, paid in every worker.)"""
+    out: list[Any] = []
+
+    async def main() -> None:
+        out.append(await work)
+    asyncio.run(main())
+    return out[0]
 
 
 def run_cells(cells: list[Cell]) -> list[CellResult]:

@@ -111,11 +111,28 @@ class SeriesFeed(ExchangeFeed):
         # Later-interval series are loaded up to here (the frame's end + one candle).
         self.horizon_end = horizon_end
 
-    async def load(self, symbol: str, interval: str, since: int, until: int) -> Series:
-        """Fetch ``[since, until)`` once, checked, and keep it."""
+    async def load(self, symbol: str, interval: str, since: int, until: int, *, history: int = 0) -> Series:
+        """Fetch ``[since, until)`` once, checked, and keep it. ``history``: as many candles before
+        ``since`` to load with it where the source has them (as many as it has, else): a
+        strategy's look-back is then read at once, not by growing the series, which copies it."""
         step = interval_ms(interval)
-        count = (until - since) // step
-        candles = await self.client.fetch(symbol, interval, since, count)
+        if history > 0:
+            earliest = since - history * step
+            try:
+                return self._keep(symbol, interval, await self.client.fetch(
+                    symbol, interval, earliest, (until - earliest) // step, attempts=1))
+            except Exception as exc:          # (whatever the source says of the extra day: asked once)
+                first = exc.first if isinstance(exc, CandlesUnavailable) else None
+                if first is not None and earliest < first <= since:
+                    self.stored_from[(symbol, interval)] = first      # what a look-back may reach
+                    earliest = first + (-first) % step
+                    if earliest < since:
+                        return self._keep(symbol, interval, await self.client.fetch(
+                            symbol, interval, earliest, (until - earliest) // step))
+                # else: the span itself is asked for below, and its own failure is the one reported
+        return self._keep(symbol, interval, await self.client.fetch(symbol, interval, since, (until - since) // step))
+
+    def _keep(self, symbol: str, interval: str, candles: Candles) -> Series:
         series = Series(symbol, interval, candles)
         self.series[(symbol, interval)] = series
         return series

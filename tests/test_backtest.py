@@ -12,7 +12,7 @@ from engine.exchange.client import ExchangeClient
 from engine.exchange.synthetic import SyntheticExchange
 from engine.feed import ExchangeFeed
 from engine.interval import to_ms
-from engine.registry import get_exchange, get_strategy
+from engine.registry import get_exchange, get_frame, get_strategy
 from engine.runners.backtest import frame_times
 from engine.strategy import ClientStrategy
 from tests.helpers import UTC, PriceExchange, collect, minute, once, register, steps
@@ -310,3 +310,64 @@ async def test_history_missing_before_the_data_fails_fast_after_the_first_try():
     assert len(early) == 20                                   # minutes 10..29 reach before the data
     # The first miss pays its 3 attempts; each later frame asks once (no retries, no pauses).
     assert sum(1 for c in ex.calls if c[2] < minute(0)) == 3 + 19
+
+
+def _rising_then_falling(n: int) -> list[float]:
+    return [100 + (i % 240) * 0.05 if (i // 240) % 2 == 0 else 112 - (i % 240) * 0.05 for i in range(n)]
+
+
+def _lookback_strategy(reads: list[int]):
+    async def get_signal(symbol, when):
+        close = (await bk.get_candles(symbol, "1m", 60)).close
+        reads.append(len(close))
+        if close[-1] > close.mean() * 1.004:
+            price = await bk.get_average_price(symbol)
+            return bk.SignalDto(position="long", price_take_profit=price * 1.01, price_stop_loss=price * 0.99,
+                                minute_estimated_time=30)
+        return None
+    return get_signal
+
+
+@pytest.mark.parametrize("frame_start", [1600, 100])     # a day of history before the frame, or less
+async def test_a_source_answering_in_one_request_gives_the_look_back_with_the_first_read(frame_start):
+    n = 3000
+    whole = PriceExchange(_rising_then_falling(n))
+    chunked = PriceExchange(_rising_then_falling(n))
+    bk.add_exchange("whole", whole.get_candles, candles_per_request=10 * n)
+    bk.add_exchange("chunked", chunked.get_candles)
+    bk.add_frame("f", start=minute(frame_start), end=minute(n - 2))
+    reads: list[int] = []
+    bk.add_strategy("s", _lookback_strategy(reads))
+    def trades(results):
+        return [(r.signal.id, r.signal.price_open, r.close_timestamp, r.close_reason, r.pnl.pnl_percentage)
+                for r in results if r.action == "closed"]
+    got = trades(await collect(exchange="whole"))
+    want = trades(await collect(exchange="chunked"))
+    assert len(got) > 5 and got == want and set(reads) == {60}
+    first_needed = minute(frame_start) - 5 * 60_000
+    day_before = first_needed - 24 * 60 * 60_000
+    if frame_start == 1600:
+        # One read: the frame, its VWAP window and a day before it (the 60 candles the strategy reads).
+        assert [to_ms(c[2]) for c in whole.calls] == [day_before]
+    else:
+        # Less than a day there (this source answers short: the day is not asked again): the span
+        # itself, then the look-back that reaches before it, as from any source.
+        since = [to_ms(c[2]) for c in whole.calls]
+        assert since[:2] == [day_before, first_needed] and len(since) == 3 and since[2] < first_needed
+
+
+async def test_the_store_gives_the_look_back_with_the_frame_and_the_frames_candles_to_a_chart(seeded_store):
+    from engine.exchange.bundled import add_store_exchange
+    from engine.exchange.markets import stored_frame
+    add_store_exchange("bundled", seeded_store)
+    frame = await stored_frame(seeded_store, "bundled", "BTCUSDT")   # a day after the first stored candle
+    reads: list[int] = []
+    bk.add_strategy("s", _lookback_strategy(reads))
+    closed = [r for r in await collect(symbol="BTCUSDT", exchange="bundled", frame=frame) if r.action == "closed"]
+    assert closed and set(reads) == {60}
+    f = get_frame(frame)
+    start, end = f.start - f.start % 60_000, f.end - f.end % 60_000
+    shown = bk.Backtest.frame_candles("BTCUSDT", strategy_name="s")
+    fetched = await ExchangeClient(get_exchange("bundled")).fetch("BTCUSDT", "1m", start, (end - start) // 60_000 + 1)
+    assert shown is not None and shown == fetched
+    assert bk.Backtest.frame_candles("BTCUSDT", strategy_name="unknown") is None

@@ -179,6 +179,33 @@ async def test_backtest_runs_and_shows_results(seeded_store, tmp_path):
         assert f"TP {s.price_take_profit:.6g}  SL {s.price_stop_loss:.6g}" in screen.chart_title
 
 
+async def test_a_long_trade_list_fills_in_over_turns_and_the_run_key_lifts_the_hush(seeded_store, tmp_path,
+                                                                                      monkeypatch):
+    import console.screens.backtest as backtest_screen
+    monkeypatch.setattr(backtest_screen, "TRADES_PER_TURN", 40)     # 188 trades: five turns
+    app = await make_app_async(seeded_store, tmp_path / "state")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2", "r")
+        await pilot.pause()
+        # A key hushes the engine while its screen is drawn; r starts work the trader waits for,
+        # so once its status line is drawn the backtest goes on at the engine's full share.
+        assert not app.engine.hushed
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.result is not None, "the backtest to finish")
+        closed = screen.result.closed
+        trades = screen.query_one("#bt-trades", DataTable)
+        await wait_for(pilot, lambda: trades.row_count == len(closed), "every trade listed")
+        assert len(closed) > 4 * 40
+        rows = table_rows(trades)
+        assert [r[0] for r in rows] == [str(i) for i in range(1, len(closed) + 1)]
+        last = closed[-1]
+        assert rows[-1][6] == last.close_reason and rows[-1][7] == f"{last.pnl.pnl_percentage:+.2f}%"
+        trades.focus()
+        trades.move_cursor(row=len(closed) - 1)
+        await pilot.pause()
+        assert screen.selected is last        # the row under the cursor is its trade
+
+
 async def test_replay_signal_opens_and_closes_then_stops_with_confirmation(seeded_store, tmp_path):
     # 500 replayed minutes a second: trades within seconds, and the run is still going when it is
     # stopped (at speed 0 a fast machine replays the whole month before the test gets there).

@@ -283,6 +283,9 @@ def test_cli_walker_json_follows_the_contract(tmp_path):
     assert [r["strategy_name"] for r in doc["results"]][0] == doc["best_strategy"]
     assert {r["strategy_name"] for r in doc["results"]} == set(strategies.SAMPLES)
     assert all({"strategy_name", "metric_value", "stats"} <= set(r) for r in doc["results"])
+    # Each row says how long its cell took and on which path (sma_cross has a vectorised twin).
+    assert all(r["seconds"] > 0 and isinstance(r["vectorised"], bool) and r["cached"] is False for r in doc["results"])
+    assert next(r for r in doc["results"] if r["strategy_name"] == "sma_cross")["vectorised"] is True
     again = btk("walker", "samples", home=tmp_path)
     assert again.returncode == 0 and "cached" in again.stdout and "best:" in again.stdout
 

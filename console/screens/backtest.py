@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 STORED = "stored"     # the frame choice "all stored candles of the market"
 VIEWS = ("tab-stats", "tab-trades", "tab-equity", "tab-chart")
 TRADE_COLUMNS = ("#", "side", "opened", "closed", "entry", "exit", "reason", "PnL")
+TRADES_PER_TURN = 200
+NEXT_TURN_S = 0.01          # (a timer: the table measures the rows it was given before the next ones come)
 
 
 class BacktestDone(Message):
@@ -127,6 +129,9 @@ class BacktestScreen(BtkScreen):
         self.query_one("#bt-progress", ProgressBar).update(progress=0)
         self.app.bridge.begin_backtest(symbol, strategy)
         self.run_backtest(strategy, exchange, symbol, None if frame == STORED else frame)
+        # This key's screen is one label: once it is drawn, the backtest the trader waits for goes
+        # on at the engine's full share (a key hushes the engine for a moment).
+        self.call_after_refresh(self.app.end_key_hush)  # type: ignore[attr-defined]
 
     @work(group="backtest", exit_on_error=False)
     async def run_backtest(self, strategy: str, exchange: str, symbol: str, frame: str | None) -> None:
@@ -189,14 +194,28 @@ class BacktestScreen(BtkScreen):
             # The count first: a narrow terminal cuts the end of the line.
             status = f"done · {len(message.closed)} closed signals · {message.frames:,} candles{rate}"
         self.query_one("#bt-status", Label).update(Text(status))
-        table = self.query_one("#bt-trades", DataTable)
-        table.clear()
-        colors = self.app.colors
-        table.add_rows((str(i), t.signal.position, fmt.when(t.signal.pending_at or t.signal.scheduled_at),
-                        fmt.when(t.close_timestamp), fmt.price(t.pnl.price_open), fmt.price(t.pnl.price_close),
-                        t.close_reason, fmt.signed(t.pnl.pnl_percentage, colors))
-                       for i, t in enumerate(message.closed, 1))
+        self.query_one("#bt-trades", DataTable).clear()
+        self._list_trades(message, 0)
         self.redraw_results()
+
+    def _list_trades(self, listed: BacktestDone, start: int) -> None:
+        """Add the trades from ``start`` to the table, ``TRADES_PER_TURN`` at a time: the table
+        measures every cell it is given, so a long backtest's thousands of trades fill in over a
+        few turns of the loop, with keys answered between them."""
+        if self.result is not listed:
+            return                                   # a newer result took the table
+        table = self.query_one("#bt-trades", DataTable)
+        colors = self.app.colors
+        closed = listed.closed[start:start + TRADES_PER_TURN]
+        # Text cells: the table measures them as they are (a str would be parsed as markup first).
+        table.add_rows((*(Text(cell) for cell in (str(i), t.signal.position,
+                                                  fmt.when(t.signal.pending_at or t.signal.scheduled_at),
+                                                  fmt.when(t.close_timestamp), fmt.price(t.pnl.price_open),
+                                                  fmt.price(t.pnl.price_close), t.close_reason)),
+                        fmt.signed(t.pnl.pnl_percentage, colors))
+                       for i, t in enumerate(closed, start + 1))
+        if start + TRADES_PER_TURN < len(listed.closed):
+            self.set_timer(NEXT_TURN_S, lambda: self._list_trades(listed, start + TRADES_PER_TURN))
 
     def on_backtest_failed(self, message: BacktestFailed) -> None:
         self.running = None

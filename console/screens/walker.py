@@ -99,6 +99,7 @@ class WalkerScreen(BtkScreen):
         self.query_one("#wk-status", Label).update(Text(f"walking {name} ({executor})..."))
         self.on_engine()
         self.walk(name, str(executor), symbols)
+        self.call_after_refresh(self.app.end_key_hush)  # type: ignore[attr-defined]   (as a backtest's r)
 
     @work(group="walker", exit_on_error=False)
     async def walk(self, name: str, executor: str, symbols: list[str]) -> None:

@@ -34,7 +34,7 @@ from ..report import OrderCounts
 from ..stats import BacktestStatistics, backtest_statistics
 from ..strategy import ClientStrategy
 from ..vectorised import SignalFrame, Signals, SignalTable, compute_signals
-from ..types import BacktestProgressEvent, DoneEvent, TickClosed, TickResult
+from ..types import BacktestProgressEvent, Candles, DoneEvent, TickClosed, TickResult
 from .supervise import run_report, start_background, supervised, write_report
 
 # Progress is reported about this many times per run (plus the final 1.0): one event per
@@ -78,6 +78,7 @@ class RunState(msgspec.Struct):
 
 
 _runs: dict[tuple[str, str], RunState] = {}
+LOOKBACK_MINUTES = 24 * 60
 
 
 def _key(symbol: str, strategy_name: str) -> tuple[str, str]:
@@ -147,6 +148,19 @@ class Backtest(PositionCommands):
                 "failed_signal_calls": s.failed_signal_calls, "warmup": s.warmup}
 
     @staticmethod
+    def frame_candles(symbol: str, *, strategy_name: str) -> Candles | None:
+        """The 1m candles of the last run's frame, as the run read them (a view, no copy; a chart's),
+        or None when it read none."""
+        s = _runs.get(_key(symbol, strategy_name))
+        feed = getattr(s.strategy, "feed", None) if s is not None else None
+        series = feed.series.get((symbol, "1m")) if isinstance(feed, SeriesFeed) else None
+        if series is None:
+            return None
+        frame = get_frame(s.frame_name)  # type: ignore[union-attr]
+        first, last = series.index(align(frame.start, MINUTE_MS)), series.index(align(frame.end, MINUTE_MS))
+        return series.candles.span(first, last + 1) if 0 <= first <= last < len(series) else None
+
+    @staticmethod
     async def get_data(symbol: str, *, strategy_name: str) -> BacktestStatistics:
         state = _runs.get(_key(symbol, strategy_name))
         return backtest_statistics(state.closed if state else [])
@@ -192,11 +206,16 @@ async def _run(state: RunState) -> AsyncIterator[TickResult]:
     # which closes any position still open (time_expired).
     first_needed = align(int(times[0]), MINUTE_MS) - config.CC_AVG_PRICE_CANDLES_COUNT * MINUTE_MS
     past_end = align(end, MINUTE_MS) + MINUTE_MS
-    client = ExchangeClient(get_exchange(state.exchange_name))
+    exchange = get_exchange(state.exchange_name)
+    client = ExchangeClient(exchange)
     feed = SeriesFeed(client, horizon_end=past_end)
+    # A source that answers the whole run in one request (the store, arrays in memory) gives a day
+    # before it too, where it has one: the strategy's look-back comes with the first read.
+    count = (past_end + MINUTE_MS - first_needed) // MINUTE_MS
+    history = LOOKBACK_MINUTES if (exchange.candles_per_request or 0) >= count + LOOKBACK_MINUTES else 0
     started = time.perf_counter()
     try:
-        await feed.load(state.symbol, "1m", first_needed, past_end + MINUTE_MS)
+        await feed.load(state.symbol, "1m", first_needed, past_end + MINUTE_MS, history=history)
     except Exception as exc:
         message = (f"backtest needs 1m candles of {state.symbol} from {iso(first_needed)} to {iso(past_end)} (the "
                    f"VWAP window before the frame and one candle after it): {describe_error(exc)}")

@@ -438,8 +438,10 @@ class EngineHost:
             f = registry.get_frame(frame_name)
             start = align(f.start, MINUTE_MS)
             count = (align(f.end, MINUTE_MS) - start) // MINUTE_MS + 1
-            candles = await ExchangeClient(registry.get_exchange(exchange)).fetch(symbol, "1m", start, count,
-                                                                                  attempts=1)
+            candles = Backtest.frame_candles(symbol, strategy_name=strategy_name)   # as the run read them
+            if candles is None or len(candles) != count:
+                candles = await ExchangeClient(registry.get_exchange(exchange)).fetch(symbol, "1m", start, count,
+                                                                                      attempts=1)
             stopped = status.get("status") == "stopped"
             outcome = BacktestOutcome(f"{strategy_name} on {symbol} ({exchange}, {frame_name})", symbol, strategy_name,
                                       stopped, closed, backtest_statistics(closed), candles, start,

@@ -20,10 +20,11 @@ from .messages import EventBatch
 
 STOP_TIMEOUT_S = 30.0
 # The engine's share of the interpreter while it is busy: after this long of work it rests (the
-# lock free for the console's thread) for the rest of the window. A replay at speed 0 or a
-# backtest then runs at most this share of a core inside the console.
+# lock free for the console's thread) for the rest of the window. Most of it: a backtest in the
+# console runs nearly as fast as from the CLI (benchmarks/user_paths.py), and a key still gets the
+# lock within Python's switch interval, then the hushed share below.
 WORK_WINDOW_S = 0.010
-WORK_SHARE = 0.5
+WORK_SHARE = 0.75
 # Right after a key the console has a screen to draw: the engine's share drops to this for a moment.
 HUSHED_SHARE = 0.15
 
@@ -57,6 +58,10 @@ class PacedLoop(asyncio.SelectorEventLoop):
     def hush(self, seconds: float) -> None:
         """Work at the hushed share for ``seconds`` (any thread may call it: one float is set)."""
         self._hushed_until = time.perf_counter() + seconds
+
+    @property
+    def hushed(self) -> bool:
+        return time.perf_counter() < self._hushed_until
 
     def _run_once(self) -> None:
         started = time.perf_counter()
@@ -133,6 +138,11 @@ class EngineThread:
         """Give the console most of the interpreter for ``seconds`` (a key was pressed)."""
         if isinstance(self.loop, PacedLoop):
             self.loop.hush(seconds)
+
+    @property
+    def hushed(self) -> bool:
+        """Whether the engine works at the hushed share now."""
+        return isinstance(self.loop, PacedLoop) and self.loop.hushed
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """Close the host (live runs stop with their state saved) and end the thread."""
