@@ -24,6 +24,7 @@ from .events import (
     listen_active_ping, listen_active_ping_once, listen_breakeven, listen_breakeven_once, listen_schedule_ping,
     listen_schedule_ping_once, listen_strategy_commit, listen_strategy_commit_once,
 )
+from .column import Column
 from .exchange.errors import CandleDataError, CandlesUnavailable, ExchangeError, HistoryUnavailable
 from .exchange.replay import ReplayExchange, add_replay_exchange
 from .functions import format_price, format_quantity, get_average_price, get_candles, get_indicators
