@@ -6,7 +6,8 @@
 or the Dask client's ``get_executor()``): a cell goes out as names and parameters, its result
 comes back as it finishes. Dask takes cells in batches (a few per worker: each task costs the
 scheduler milliseconds, a vectorised cell takes tens) and keeps its cluster and client for the
-process, so a second walk starts at once; its workers import the engine as they start.
+process, so a second walk starts at once; its workers import the engine as they start. The
+process pool is kept the same way.
 ``inline`` needs no executor: the cell runs in this process with what is registered here
 (lambdas and closures too), and its events reach this process's listeners.
 """
@@ -21,6 +22,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from .cells import Cell, CellResult, run_cell, run_cell_async, run_cells
@@ -31,6 +33,8 @@ DASK_CONNECT_TIMEOUT_S = 10.0
 BATCHES_PER_WORKER = 4       # Dask: cells go in this many batches per worker (enough to balance the load)
 # The LocalCluster (and its client) of each size started in this process: kept between walks.
 _dask: dict[int, tuple[Any, Any]] = {}
+# Likewise the process pool of each size: a second walk (the console's) starts at once.
+_pools: dict[int, ProcessPoolExecutor] = {}
 
 
 def ensure_resource_tracker() -> None:
@@ -90,8 +94,7 @@ class CellRunner:
 
     async def __aenter__(self) -> CellRunner:
         if self.kind == "process":
-            ensure_resource_tracker()
-            self.executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self.executor = _pool(self.workers)
         elif self.kind == "dask":
             await asyncio.to_thread(self._start_dask)
         return self
@@ -122,8 +125,10 @@ class CellRunner:
         self.executor = self._client.get_executor()
 
     async def __aexit__(self, *exc: Any) -> None:
-        if isinstance(self.executor, ProcessPoolExecutor):
-            await asyncio.to_thread(self.executor.shutdown, True, cancel_futures=True)
+        # A process pool is kept for the next walk (close_pools at exit), unless a worker died.
+        if isinstance(self.executor, ProcessPoolExecutor) and _broken(self.executor):
+            _pools.pop(self.workers, None)
+            await asyncio.to_thread(self.executor.shutdown, False, cancel_futures=True)
         if self._client is not None and self._cluster is None:     # a scheduler's: not ours to keep
             await asyncio.to_thread(self._client.close)
         self.executor = None         # a LocalCluster is kept for the next walk (close_dask at exit)
@@ -145,7 +150,22 @@ class CellRunner:
         (inline cells wait their turn; a cell already handed to a worker runs to its end)."""
         if self.executor is None:
             return self._run_inline(cell, skip)
+        if self._client is None:
+            return self._run_pooled(cell)
         return asyncio.wrap_future(self.executor.submit(run_cell, cell))
+
+    async def _run_pooled(self, cell: Cell) -> CellResult:
+        """The cell on the kept process pool; if a worker died (since the last walk, or now), once
+        more on a new pool."""
+        pool = self.executor
+        assert isinstance(pool, ProcessPoolExecutor)
+        try:
+            return await asyncio.wrap_future(pool.submit(run_cell, cell))
+        except BrokenProcessPool:
+            if self.executor is pool:
+                _pools.pop(self.workers, None)
+                self.executor = _pool(self.workers)
+            return await asyncio.wrap_future(self.executor.submit(run_cell, cell))
 
     async def _run_inline(self, cell: Cell, skip: Callable[[], bool]) -> CellResult | None:
         async with self._inline_lock:    # one at a time: events of one cell are not interleaved with another's
@@ -163,6 +183,31 @@ def batches(cells: list[Any], workers: int) -> list[list[Any]]:
 
 async def _pick(batch: Awaitable[list[CellResult]], i: int) -> CellResult:
     return (await batch)[i]
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """The spawn pool of ``workers`` processes kept for this process (started on first use, again
+    after a worker died)."""
+    pool = _pools.get(workers)
+    if pool is None or _broken(pool):
+        ensure_resource_tracker()
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        if not _pools:
+            atexit.register(close_pools)
+        _pools[workers] = pool
+    return pool
+
+
+def _broken(pool: ProcessPoolExecutor) -> bool:
+    """Whether a worker of ``pool`` died (the pool then refuses work: BrokenProcessPool)."""
+    return bool(getattr(pool, "_broken", False))
+
+
+def close_pools() -> None:
+    """Shut the process pools kept for this process (their queued cells are dropped)."""
+    for pool in list(_pools.values()):
+        pool.shutdown(wait=False, cancel_futures=True)
+    _pools.clear()
 
 
 def close_dask() -> None:

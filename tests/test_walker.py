@@ -155,6 +155,22 @@ async def test_inline_process_and_dask_give_identical_tables(store):
     assert inline["*"].best_strategy is not None
 
 
+async def test_the_process_pool_is_kept_between_walks_and_started_again_after_a_worker_dies(store):
+    import multiprocessing
+    import os
+    import signal
+    setup_sweep(store, {"fast": [5, 10], "slow": [30]}, symbols=["ETHBTC"])
+    _, first = await walk(["ETHBTC"], executor="process", workers=2, cache=False)
+    workers = {p.pid for p in multiprocessing.active_children()}
+    _, second = await walk(["ETHBTC"], executor="process", workers=2, cache=False)
+    assert workers and {p.pid for p in multiprocessing.active_children()} == workers     # the same processes
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    _, third = await walk(["ETHBTC"], executor="process", workers=2, cache=False)       # a new pool
+    assert table(first) == table(second) == table(third)
+    assert not workers & {p.pid for p in multiprocessing.active_children()}
+
+
 @pytest.mark.parametrize("executor", ["inline", "process"])
 async def test_every_cell_is_a_backtest_get_data_and_get_report_see(store, executor):
     """As backtest-kit's walker feeds Backtest: each cell that ran emits listen_done_backtest and is
