@@ -20,6 +20,8 @@ import logging
 import multiprocessing
 import os
 import sys
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -35,6 +37,7 @@ BATCHES_PER_WORKER = 4       # Dask: cells go in this many batches per worker (e
 _dask: dict[int, tuple[Any, Any]] = {}
 # Likewise the process pool of each size: a second walk (the console's) starts at once.
 _pools: dict[int, ProcessPoolExecutor] = {}
+PARENT_CHECK_S = 1.0          # how often a pool's worker checks that its parent is alive
 
 
 def ensure_resource_tracker() -> None:
@@ -191,11 +194,23 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     pool = _pools.get(workers)
     if pool is None or _broken(pool):
         ensure_resource_tracker()
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_follow_parent, initargs=(os.getpid(),))
         if not _pools:
             atexit.register(close_pools)
         _pools[workers] = pool
     return pool
+
+
+def _follow_parent(parent: int) -> None:
+    """In a pool's worker: end when the process that started the pool is gone. A kept pool's idle
+    workers would otherwise outlive a console killed or hung up (they hold their own queue open,
+    so they never read its end)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(0)
+    threading.Thread(target=watch, name="btk-follow-parent", daemon=True).start()
 
 
 def _broken(pool: ProcessPoolExecutor) -> bool:

@@ -171,6 +171,34 @@ async def test_the_process_pool_is_kept_between_walks_and_started_again_after_a_
     assert not workers & {p.pid for p in multiprocessing.active_children()}
 
 
+KEEPS_A_POOL_THEN_DIES = """
+import os, sys
+from engine.executors import _pool
+pool = _pool(2)
+print(" ".join(str(pool.submit(os.getpid).result()) for _ in range(2)), flush=True)
+os._exit(129)     # as a console hung up: no atexit, no shutdown of the kept pool
+"""
+
+
+def test_a_kept_pools_workers_end_with_the_process_that_started_it():
+    import time
+    out = subprocess.run([sys.executable, "-c", KEEPS_A_POOL_THEN_DIES], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parent.parent)
+    pids = {int(p) for p in out.stdout.split()}
+    assert pids, out.stderr
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    deadline = time.monotonic() + 15
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in pids if alive(p)], "a pool worker outlived its parent"
+
+
 @pytest.mark.parametrize("executor", ["inline", "process"])
 async def test_every_cell_is_a_backtest_get_data_and_get_report_see(store, executor):
     """As backtest-kit's walker feeds Backtest: each cell that ran emits listen_done_backtest and is
