@@ -24,6 +24,7 @@ from rich.text import Text
 from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 
 from engine.log import describe_error
@@ -175,9 +176,14 @@ class BtkApp(App):
 
     def on_engine_update(self, update: EngineUpdate) -> None:
         for screen in self.screen_stack:
+            if not screen.is_mounted:
+                continue          # still composing: it draws itself from the models when it mounts
             handler = getattr(screen, "on_engine", None)
             if handler is not None:
-                handler(update)
+                try:
+                    handler(update)
+                except NoMatches:
+                    pass          # a screen whose widgets are going (closing): nothing to redraw
             if update.runs:
                 for bar in screen.query(ModeBar):
                     bar.redraw()     # its count of live runs
