@@ -36,6 +36,26 @@ def _plain_arguments(args: tuple, kwargs: dict[str, Any]) -> bool:
     return kwargs.keys() <= _DEFAULT_KEYS and all(v is None for v in kwargs.values())
 
 
+def _reduction(name: str, reduce: Any, *, divide: bool = False, empty: bool = False) -> Any:
+    """``ndarray.<name>``, with ``reduce`` called straight away when the call is plain (no
+    arguments but numpy's defaults, a non-empty 1-D float64 column, or an empty one if ``empty``)."""
+    numpys = getattr(_ndarray, name)
+
+    def method(self: Column, *args: Any, **kwargs: Any) -> Any:
+        if (not (args or kwargs) or _plain_arguments(args, kwargs)) and self.dtype is _F64 and self.ndim == 1:
+            n = len(self)
+            if n:
+                total = reduce(_as_plain(self, _ndarray))
+                return total / n if divide else total
+            if empty:
+                return reduce(_as_plain(self, _ndarray))
+        return numpys(_as_plain(self, _ndarray), *args, **kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = numpys.__doc__
+    return method
+
+
 class Column(np.ndarray):
     """A candle column (``Candles.close`` and the others but ``timestamp``); see the module docstring."""
 
@@ -43,31 +63,10 @@ class Column(np.ndarray):
         # Results of ufuncs are plain arrays (and scalars where numpy gives scalars).
         return array[()] if return_scalar else array
 
-    # Each reduction checks inline (a helper call would cost a good share of what it saves).
-    def mean(self, *args: Any, **kwargs: Any) -> Any:
-        if (not (args or kwargs) or _plain_arguments(args, kwargs)) and self.dtype is _F64 and self.ndim == 1:
-            n = len(self)
-            if n:
-                # numpy's _mean for float64: add.reduce, then the float64 sum divided by the count.
-                return _add(_as_plain(self, _ndarray)) / n
-        return _ndarray.mean(_as_plain(self, _ndarray), *args, **kwargs)
-
-    def sum(self, *args: Any, **kwargs: Any) -> Any:
-        if (not (args or kwargs) or _plain_arguments(args, kwargs)) and self.dtype is _F64 and self.ndim == 1:
-            return _add(_as_plain(self, _ndarray))
-        return _ndarray.sum(_as_plain(self, _ndarray), *args, **kwargs)
-
-    def max(self, *args: Any, **kwargs: Any) -> Any:
-        if (not (args or kwargs) or _plain_arguments(args, kwargs)) and self.dtype is _F64 and self.ndim == 1 \
-                and len(self):
-            return _maximum(_as_plain(self, _ndarray))
-        return _ndarray.max(_as_plain(self, _ndarray), *args, **kwargs)
-
-    def min(self, *args: Any, **kwargs: Any) -> Any:
-        if (not (args or kwargs) or _plain_arguments(args, kwargs)) and self.dtype is _F64 and self.ndim == 1 \
-                and len(self):
-            return _minimum(_as_plain(self, _ndarray))
-        return _ndarray.min(_as_plain(self, _ndarray), *args, **kwargs)
+    mean = _reduction("mean", _add, divide=True)       # numpy's _mean for float64: the sum over the count
+    sum = _reduction("sum", _add, empty=True)           # (an empty sum is 0.0, as numpy's)
+    max = _reduction("max", _maximum)
+    min = _reduction("min", _minimum)
 
 
 def column(values: np.ndarray) -> Column:
