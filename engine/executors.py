@@ -128,10 +128,7 @@ class CellRunner:
         self.executor = self._client.get_executor()
 
     async def __aexit__(self, *exc: Any) -> None:
-        # A process pool is kept for the next walk (close_pools at exit), unless a worker died.
-        if isinstance(self.executor, ProcessPoolExecutor) and _broken(self.executor):
-            _pools.pop(self.workers, None)
-            await asyncio.to_thread(self.executor.shutdown, False, cancel_futures=True)
+        # A process pool is kept for the next walk (close_pools at exit; replaced if a worker died).
         if self._client is not None and self._cluster is None:     # a scheduler's: not ours to keep
             await asyncio.to_thread(self._client.close)
         self.executor = None         # a LocalCluster is kept for the next walk (close_dask at exit)
@@ -165,9 +162,7 @@ class CellRunner:
         try:
             return await asyncio.wrap_future(pool.submit(run_cell, cell))
         except BrokenProcessPool:
-            if self.executor is pool:
-                _pools.pop(self.workers, None)
-                self.executor = _pool(self.workers)
+            self.executor = _pool(self.workers)          # a new one, once per broken pool
             return await asyncio.wrap_future(self.executor.submit(run_cell, cell))
 
     async def _run_inline(self, cell: Cell, skip: Callable[[], bool]) -> CellResult | None:

@@ -88,7 +88,7 @@ class Series:
         return self._vwap
 
     def __len__(self) -> int:
-        return len(self.ts)
+        return self.rows
 
     @property
     def end(self) -> int:
